@@ -1,0 +1,54 @@
+"""The one exception tree of kanri.
+
+    KanriError                   anything kanri reports to a user
+     +-- ConfigError             kanri.toml is unreadable or invalid (carries every problem)
+     +-- SupervisorError         an app could not be started or stopped as asked
+     |    +-- NotReadyError      an app did not become ready within ready_timeout
+     +-- ControlError            the daemon could not be reached or refused a request
+
+Only the CLI turns these into exit codes and messages; library code raises them
+with a message that says what went wrong and what to do about it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class KanriError(Exception):
+    """Base of every error kanri reports to a user."""
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One problem in a config file: where it is, and what is wrong."""
+
+    file: str
+    path: str  # dotted key path, e.g. "apps.web.instances"; "" for the whole file
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}: {self.path}" if self.path else self.file
+        return f"{where}: {self.message}"
+
+
+class ConfigError(KanriError):
+    """kanri.toml is invalid; ``problems`` lists every problem found."""
+
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        self.problems = problems
+        count = len(problems)
+        head = f"{count} problem{'s' if count != 1 else ''} in the config; nothing was started:"
+        super().__init__("\n".join([head, *(f"  {p}" for p in problems)]))
+
+
+class SupervisorError(KanriError):
+    """An app could not be started or stopped as asked."""
+
+
+class NotReadyError(SupervisorError):
+    """An app did not become ready within its ready_timeout."""
+
+
+class ControlError(KanriError):
+    """The daemon could not be reached, or it refused a request."""
