@@ -1,0 +1,3 @@
+from kanri.cli import main
+
+main()

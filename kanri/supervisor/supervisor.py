@@ -1,0 +1,223 @@
+"""The supervisor: every app's instances, started in dependency order and kept alive.
+
+It knows nothing of the proxy. It reports each state transition and each log
+line through callbacks; the daemon turns transitions into routing snapshots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+from kanri.config.model import AppConfig, Config
+from kanri.errors import NotReadyError
+from kanri.supervisor import monitors
+from kanri.supervisor.instance import Instance, StopGate, Transition
+from kanri.supervisor.logs import InstanceLog
+from kanri.supervisor.spawn import PortAllocator, kill_group
+from kanri.supervisor.states import State
+from kanri.supervisor.watchdog import Watchdog
+
+LineHook = Callable[[Instance, str, str], None]
+"""Called with (instance, stream, text) for every line an instance prints."""
+TransitionHook = Callable[[Instance, Transition], None]
+
+STOP_MARGIN = 10.0  # on top of kill_timeout: time for SIGKILL and reaping
+
+
+def log_paths(app: AppConfig, index: int, state_dir: Path) -> tuple[Path, Path | None]:
+    """Where an instance's output goes. A configured file gets "-<n>" when there are several."""
+
+    def numbered(path: Path) -> Path:
+        if app.instances == 1 and index == 0:
+            return path
+        return path.with_name(f"{path.stem}-{index}{path.suffix}")
+
+    out = numbered(app.out_file) if app.out_file else state_dir / "logs" / f"{app.name}-{index}.log"
+    err = numbered(app.error_file) if app.error_file else None
+    return out, err
+
+
+class App:
+    """One app: its instances and its monitors."""
+
+    def __init__(self, config: AppConfig) -> None:
+        self.config = config
+        self.instances: list[Instance] = []
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+class Supervisor:
+    def __init__(
+        self,
+        config: Config,
+        state_dir: Path,
+        *,
+        on_transition: TransitionHook,
+        on_line: LineHook | None = None,
+        extra_env: dict[str, str] | None = None,
+        watchdog: Watchdog | None = None,
+        before_stop: StopGate | None = None,
+    ) -> None:
+        self.config = config
+        self.state_dir = state_dir
+        self.apps: dict[str, App] = {name: App(app) for name, app in config.apps.items()}
+        self.ports = PortAllocator()
+        self._on_transition = on_transition
+        self._on_line = on_line
+        self._extra_env = extra_env or {}
+        self._watchdog = watchdog
+        self._before_stop = before_stop
+        self._tasks: asyncio.TaskGroup | None = None
+        self._monitors: list[asyncio.Task[None]] = []
+        self.watchers_ready: dict[str, asyncio.Event] = {}
+
+    async def __aenter__(self) -> Supervisor:
+        self._tasks = asyncio.TaskGroup()
+        await self._tasks.__aenter__()
+        for app in self.apps.values():
+            for index in range(app.config.instances):
+                self._add_instance(app, index)
+            self._start_monitors(app)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._tasks is not None
+        try:
+            await self.stop_all()
+        finally:
+            for task in self._monitors:
+                task.cancel()
+            for app in self.apps.values():
+                for inst in app.instances:
+                    inst.close()
+            await self._tasks.__aexit__(None, None, None)
+            for app in self.apps.values():
+                for inst in app.instances:
+                    inst.log.close()
+
+    # -- building --------------------------------------------------------------------
+
+    def _add_instance(self, app: App, index: int) -> Instance:
+        assert self._tasks is not None
+        cfg = app.config
+        port = self.ports.take(cfg.port + index if cfg.port is not None else None)
+        out, err = log_paths(cfg, index, self.state_dir)
+        inst: Instance
+
+        def sink(stream: str, text: str) -> None:
+            if self._on_line is not None:
+                self._on_line(inst, stream, text)
+
+        log = InstanceLog(out, err, cfg.log_max_size, cfg.log_backups, sink)
+        inst = Instance(
+            cfg,
+            index,
+            port,
+            log,
+            extra_env=self._extra_env,
+            watchdog=self._watchdog,
+            on_transition=self._on_transition,
+            before_stop=self._before_stop,
+        )
+        app.instances.append(inst)
+        self._tasks.create_task(inst.run(), name=f"instance {inst.name}")
+        return inst
+
+    def _start_monitors(self, app: App) -> None:
+        assert self._tasks is not None
+        cfg = app.config
+
+        def instances() -> list[Instance]:
+            return app.instances
+
+        if cfg.max_memory is not None:
+            self._monitor(monitors.watch_memory(cfg, instances))
+        if cfg.cron_restart is not None:
+            self._monitor(monitors.cron_restarts(cfg, instances))
+        if monitors.watch_paths(cfg, self.config.root):
+            own = [p for i in app.instances for p in log_paths(cfg, i.index, self.state_dir) if p]
+            ready = self.watchers_ready.setdefault(app.name, asyncio.Event())
+            self._monitor(monitors.watch_files(cfg, self.config.root, instances, own, ready))
+
+    def _monitor(self, coro: object) -> None:
+        assert self._tasks is not None
+        self._monitors.append(self._tasks.create_task(coro))  # type: ignore[arg-type]
+
+    # -- queries -----------------------------------------------------------------------
+
+    def instances(self, app: str | None = None) -> list[Instance]:
+        if app is not None:
+            return list(self.apps[app].instances)
+        return [inst for a in self.apps.values() for inst in a.instances]
+
+    # -- commands ----------------------------------------------------------------------
+
+    async def start_all(self) -> None:
+        """Start every app after the apps it depends on are ready; raise NotReadyError."""
+        for name in self.config.app_order():
+            for inst in self.apps[name].instances:
+                inst.start()
+            await self.wait_ready(name)
+
+    async def wait_ready(self, name: str) -> None:
+        """Wait until every instance of an app is ready, or raise NotReadyError saying why."""
+        app = self.apps[name]
+        cfg = app.config
+
+        def settled(inst: Instance) -> Callable[[State], bool]:
+            # STOPPED counts only once the instance no longer wants to run (a start
+            # request that the instance's task has not picked up yet is not an answer).
+            return lambda s: (
+                s in (State.READY, State.ERRORED) or (s is State.STOPPED and not inst.wants_running)
+            )
+
+        await asyncio.gather(
+            *(inst.wait_for(settled(inst), cfg.ready_timeout + 1.0) for inst in app.instances)
+        )
+        for inst in app.instances:
+            if inst.state is State.READY:
+                continue
+            last = inst.history[-1].reason if inst.history else "never started"
+            if inst.state is State.STARTING or inst.state is State.BACKOFF:
+                why = f"not ready within ready_timeout ({cfg.ready_timeout:g}s)"
+            else:
+                why = f"{inst.state}: {last}"
+            tail = "\n".join(f"    {line}" for line in list(inst.log.tail)[-15:])
+            hint = f"\n  last log lines of {inst.name}:\n{tail}" if tail else ""
+            raise NotReadyError(f"app {name!r} did not become ready: {inst.name} {why}{hint}")
+
+    async def stop_all(self) -> None:
+        """Stop every app, dependents first, each within its kill_timeout."""
+        for name in reversed(self.config.app_order()):
+            await self.stop_app(name)
+
+    async def stop_app(self, name: str) -> None:
+        app = self.apps[name]
+        for inst in app.instances:
+            inst.stop()
+        limit = app.config.kill_timeout + STOP_MARGIN
+        await asyncio.gather(
+            *(inst.wait_for(lambda s: s is State.STOPPED, limit) for inst in app.instances)
+        )
+
+    def start_app(self, name: str) -> None:
+        for inst in self.apps[name].instances:
+            inst.start()
+
+    def restart_app(self, name: str) -> None:
+        for inst in self.apps[name].instances:
+            inst.restart()
+
+    def kill_everything(self) -> None:
+        """Last resort on a forced exit: SIGKILL every instance's process group now."""
+        for inst in self.instances():
+            if inst.process is not None:
+                with contextlib.suppress(OSError):
+                    kill_group(inst.process.pid, signal.SIGKILL)

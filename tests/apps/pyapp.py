@@ -1,0 +1,83 @@
+"""A small HTTP app for tests, configured by arguments.
+
+--crash-after S     exit with code 3 after S seconds (before or after ready)
+--exit-code N       exit with code N at once (0 = a clean exit)
+--ignore-term       ignore SIGTERM (so only SIGKILL stops it)
+--grow MiB          allocate MiB of memory every 0.2 s
+--no-listen         never open $PORT
+--print-lines N     print N numbered lines to stdout (and one to stderr), then serve
+"""
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = json.dumps(
+            {
+                "pid": os.getpid(),
+                "port": os.environ.get("PORT"),
+                "app": os.environ.get("KANRI_APP"),
+                "instance": os.environ.get("KANRI_INSTANCE"),
+                "unbuffered": os.environ.get("PYTHONUNBUFFERED"),
+                "greeting": os.environ.get("GREETING"),
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--crash-after", type=float)
+    parser.add_argument("--exit-code", type=int)
+    parser.add_argument("--ignore-term", action="store_true")
+    parser.add_argument("--grow", type=int, default=0)
+    parser.add_argument("--no-listen", action="store_true")
+    parser.add_argument("--print-lines", type=int, default=0)
+    args = parser.parse_args()
+
+    if args.exit_code is not None:
+        print(f"exiting with {args.exit_code}")
+        sys.exit(args.exit_code)
+    if args.ignore_term:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for n in range(args.print_lines):
+        print(f"line {n} " + "x" * 80)
+    if args.print_lines:
+        print("to stderr", file=sys.stderr)
+    if args.crash_after is not None:
+        threading.Timer(args.crash_after, lambda: os._exit(3)).start()
+    if args.grow:
+        hoard = []
+
+        def grow() -> None:
+            while True:
+                hoard.append(bytearray(args.grow * 1024 * 1024))
+                time.sleep(0.2)
+
+        threading.Thread(target=grow, daemon=True).start()
+    if args.no_listen:
+        while True:
+            time.sleep(1)
+    port = int(os.environ["PORT"])
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    print(f"listening on {port}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
