@@ -55,7 +55,6 @@ def check(config_file: Path, env_name: str | None) -> None:
     from kanri.config.check import describe_config
 
     config = _load(config_file, env_name)
-    click.echo(f"{config.file}: ok")
     click.echo(describe_config(config))
 
 

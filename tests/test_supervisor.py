@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import grp
 import itertools
+import os
+import pwd
 import re
 import signal
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+
+import psutil
+import pytest
 
 from kanri.config import load_config
 from kanri.supervisor import State, Supervisor, Transition
@@ -201,3 +207,40 @@ def test_logs_have_timestamps_and_rotate(tmp_path: Path) -> None:
         for line in path.read_text().splitlines():
             assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} ", line), line
     assert "[err] to stderr" in current.read_text()
+
+
+def test_cron_restart_restarts_on_schedule(tmp_path: Path) -> None:
+    # croniter's optional sixth field is seconds: every two seconds.
+    toml = app("nightly", "", 'cron_restart = "* * * * * */2"')
+
+    async def body(sup: Supervisor, events: list[Transition]) -> None:
+        sup.start_app("nightly")
+        inst = sup.instances("nightly")[0]
+        assert await inst.wait_for(lambda s: s is State.READY, 10)
+        first = inst.pid
+        await async_wait_until(
+            lambda: inst.state is State.READY and inst.pid != first, 10, "a scheduled restart"
+        )
+
+    events = run_stack(tmp_path, toml, body)
+    assert any("cron_restart '* * * * * */2'" in e.reason for e in events)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching user needs root")
+def test_user_and_group_switch(tmp_path: Path) -> None:
+    # node, not this venv's python: that may live under /root, which nobody cannot enter.
+    toml = (
+        f'[apps.unprivileged]\ncommand = "node {APPS / "nodeapp.js"}"\n'
+        'user = "nobody"\ngroup = "nogroup"\n'
+    )
+
+    async def body(sup: Supervisor, events: list[Transition]) -> None:
+        sup.start_app("unprivileged")
+        inst = sup.instances("unprivileged")[0]
+        assert await inst.wait_for(lambda s: s is State.READY, 10)
+        assert inst.pid is not None
+        proc = psutil.Process(inst.pid)
+        assert proc.uids().real == pwd.getpwnam("nobody").pw_uid
+        assert proc.gids().real == grp.getgrnam("nogroup").gr_gid
+
+    run_stack(tmp_path, toml, body)

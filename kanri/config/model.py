@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import signal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from croniter import croniter
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
+    StrictInt,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -30,6 +34,9 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 """Seconds, written in the file with a unit ("30s")."""
 Size = Annotated[int, BeforeValidator(parse_size)]
 """Bytes, written in the file with a unit ("512MiB")."""
+
+# Counts, ports and switches are strict: TOML has real integers and booleans, so
+# port = "80" or exact = "yes" is a mistake to report, not something to coerce.
 
 APP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -67,19 +74,19 @@ class AppConfig(_Frozen):
     env: dict[str, str] = Field(default_factory=dict)
     env_profiles: dict[str, dict[str, str]] = Field(default_factory=dict)
     instances: int = 1
-    port: int | None = Field(default=None, ge=1, le=65535)
+    port: StrictInt | None = Field(default=None, ge=1, le=65535)
     health: str | None = None
     health_interval: Duration = 10.0
     restart: RestartPolicy = "always"
     min_uptime: Duration = 5.0
-    max_restarts: int = Field(default=10, ge=0)
+    max_restarts: StrictInt = Field(default=10, ge=0)
     restart_delay: Duration = 0.1
     backoff: Literal["exponential", "fixed"] = "exponential"
     max_restart_delay: Duration = 15.0
     errored_retry: Duration = 60.0
     max_memory: Size | None = None
     cron_restart: str | None = None
-    watch: bool | tuple[Path, ...] = False
+    watch: StrictBool | tuple[Path, ...] = False
     ignore_watch: tuple[str, ...] = ()
     kill_signal: str = "SIGTERM"
     kill_timeout: Duration = 10.0
@@ -90,7 +97,7 @@ class AppConfig(_Frozen):
     out_file: Path | None = None
     error_file: Path | None = None
     log_max_size: Size = 10 * 1024 * 1024
-    log_backups: int = Field(default=5, ge=0, le=1000)
+    log_backups: StrictInt = Field(default=5, ge=0, le=1000)
     user: str | None = None
     group: str | None = None
 
@@ -132,7 +139,9 @@ class AppConfig(_Frozen):
         if value == "max":
             return _cpu_count()
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f'{value!r} is not an instance count; use a whole number >= 1 or "max"')
+            raise ValueError(
+                f'{value!r} is not an instance count; use a whole number >= 1 or "max"'
+            )
         if value < 1:
             raise ValueError(f'{value} instances is too few; use a whole number >= 1 or "max"')
         return value
@@ -151,7 +160,9 @@ class AppConfig(_Frozen):
         if not name.startswith("SIG"):
             name = "SIG" + name
         if name not in signal.Signals.__members__:
-            raise ValueError(f"{value!r} is not a signal; use e.g. SIGTERM, SIGINT, SIGQUIT, SIGHUP")
+            raise ValueError(
+                f"{value!r} is not a signal; use e.g. SIGTERM, SIGINT, SIGQUIT, SIGHUP"
+            )
         return name
 
     @field_validator("cron_restart")
@@ -159,8 +170,6 @@ class AppConfig(_Frozen):
     def _cron(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        from croniter import croniter
-
         if not croniter.is_valid(value):
             raise ValueError(f'{value!r} is not a cron expression; e.g. "0 3 * * *" (03:00 daily)')
         return value
@@ -177,6 +186,18 @@ class AppConfig(_Frozen):
             return [value]
         return value
 
+    @field_validator("watch")
+    @classmethod
+    def _watch_paths(
+        cls, value: bool | tuple[Path, ...], info: ValidationInfo
+    ) -> bool | tuple[Path, ...]:
+        """Watched paths are relative to the app's cwd, as the app itself sees them."""
+        if isinstance(value, bool):
+            return value
+        cwd = info.data.get("cwd")
+        base = cwd if isinstance(cwd, Path) else _root(info)
+        return tuple((base / path.expanduser()).resolve() for path in value)
+
     @field_validator("depends_on", mode="before")
     @classmethod
     def _depends(cls, value: Any) -> Any:
@@ -186,8 +207,6 @@ class AppConfig(_Frozen):
     @classmethod
     def _args(cls, value: Any) -> Any:
         if isinstance(value, str):
-            import shlex
-
             return shlex.split(value)
         return value
 
@@ -225,12 +244,12 @@ class ProxyConfig(_Frozen):
     connect_timeout: Duration = 60.0
     read_timeout: Duration = 60.0
     write_timeout: Duration = 60.0
-    max_connections: int = Field(default=4096, ge=1)
-    upstream_keepalive: int = Field(default=32, ge=0)
-    max_fails: int = Field(default=1, ge=0)
+    max_connections: StrictInt = Field(default=4096, ge=1)
+    upstream_keepalive: StrictInt = Field(default=32, ge=0)
+    max_fails: StrictInt = Field(default=1, ge=0)
     fail_timeout: Duration = 10.0
     server: str | None = "kanri"
-    access_log: bool | Path = True
+    access_log: StrictBool | Path = True
     access_log_format: Literal["combined", "json"] = "combined"
 
     @field_validator("listen", mode="before")
@@ -287,9 +306,9 @@ class Route(_Frozen):
 
     path: str
     host: str | None = None
-    exact: bool = False
+    exact: StrictBool = False
     app: str | None = None
-    strip_prefix: bool = False
+    strip_prefix: StrictBool = False
     static: Path | None = None
     index: str | None = "index.html"
     fallback: str | None = None
@@ -310,7 +329,9 @@ class Route(_Frozen):
         host = value.lower()
         bare = host[2:] if host.startswith("*.") else host
         if not bare or "*" in bare or "/" in bare or ":" in bare:
-            raise ValueError(f'{value!r} is not a host name; write "example.com" or "*.example.com"')
+            raise ValueError(
+                f'{value!r} is not a host name; write "example.com" or "*.example.com"'
+            )
         return host
 
     @field_validator("static")
@@ -328,10 +349,20 @@ class Route(_Frozen):
 
     @model_validator(mode="after")
     def _one_target(self) -> Route:
-        if (self.app is None) == (self.static is None):
-            raise ValueError('a route needs exactly one of app = "NAME" or static = "DIR"')
+        if self.app is not None and self.static is not None:
+            raise ValueError(
+                'this route has both app and static; a route needs exactly one of app = "NAME"'
+                ' or static = "DIR"'
+            )
+        if self.app is None and self.static is None:
+            raise ValueError(
+                'this route has neither app nor static; a route needs exactly one of app = "NAME"'
+                ' or static = "DIR"'
+            )
         if self.static is not None and self.strip_prefix:
-            raise ValueError("strip_prefix is for app routes; static routes always strip the prefix")
+            raise ValueError(
+                "strip_prefix is for app routes; static routes always strip the prefix"
+            )
         return self
 
     @property
