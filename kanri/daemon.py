@@ -1,26 +1,40 @@
-"""The composition root: owns the supervisor (and, beside it, the proxy and control API).
+"""The composition root: owns the supervisor, the control API (and the proxy beside them).
 
 Signals are only queued by their handlers; one task reads the queue. The first
-SIGINT/SIGTERM stops everything gracefully; a second one during that stop kills
-every instance at once and exits.
+SIGINT/SIGTERM (or `kanri down`) stops everything gracefully; a second signal
+during that stop kills every instance at once and exits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
+import json
 import os
 import signal
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any, Literal
 
+from kanri import __version__
 from kanri.config.model import Config
-from kanri.errors import NotReadyError
+from kanri.control.server import ControlServer
+from kanri.errors import AlreadyRunningError, NotReadyError, UnknownTargetError
 from kanri.supervisor import Instance, State, Supervisor, Transition, Watchdog
-from kanri.supervisor.logs import RotatingFile, timestamp
+from kanri.supervisor.logs import RotatingFile, tail_lines, timestamp
+from kanri.supervisor.metrics import ProcessMeter
+from kanri.supervisor.supervisor import log_paths
 from kanri.terminal import Printer
 
 DAEMON_LOG_SIZE = 10 * 1024 * 1024
 DAEMON_LOG_BACKUPS = 5
 FORCED_EXIT = 130
+FOLLOW_QUEUE = 10_000  # lines buffered for a slow `kanri logs -f`; beyond that they are dropped
+NOTIFY_FD_ENV = "KANRI_NOTIFY_FD"
+
+Phase = Literal["starting", "running", "stopping", "failed"]
 
 
 def state_dir_for(config: Config) -> Path:
@@ -29,22 +43,55 @@ def state_dir_for(config: Config) -> Path:
     return Path(home).resolve() if home else config.root / ".kanri"
 
 
+def socket_path_for(config: Config) -> Path:
+    return state_dir_for(config) / "kanri.sock"
+
+
+class ProjectLock:
+    """An exclusive flock on .kanri/kanri.lock: one daemon per project, released on any exit."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / "kanri.lock"
+        self._fd = -1
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            os.close(fd)
+            raise AlreadyRunningError(int(text) if text.isdigit() else None) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
 class Daemon:
     def __init__(self, config: Config, *, printer: Printer | None = None) -> None:
         self.config = config
         self.state_dir = state_dir_for(config)
         self.printer = printer
-        self.log = RotatingFile(
-            self.state_dir / "logs" / "kanri.log", DAEMON_LOG_SIZE, DAEMON_LOG_BACKUPS
-        )
+        self.phase: Phase = "starting"
+        self.started_at = time.time()
+        self.supervisor: Supervisor | None = None
+        self.log: RotatingFile | None = None
         self._signals: asyncio.Queue[int] = asyncio.Queue()
         self._stop = asyncio.Event()
-        self.supervisor: Supervisor | None = None
+        self._followers: set[asyncio.Queue[dict[str, str] | None]] = set()
+        self._meter = ProcessMeter()
 
     # -- reporting -------------------------------------------------------------------
 
     def note(self, text: str) -> None:
-        self.log.write(f"{timestamp()} {text}\n".encode(errors="replace"))
+        if self.log is not None:
+            self.log.write(f"{timestamp()} {text}\n".encode(errors="replace"))
         if self.printer is not None:
             self.printer.kanri(text)
 
@@ -55,6 +102,11 @@ class Daemon:
     def _on_line(self, inst: Instance, stream: str, text: str) -> None:
         if self.printer is not None:
             self.printer.line(inst.app.name, inst.name, text, error=stream == "err")
+        if self._followers:
+            item = {"instance": inst.name, "stream": stream, "line": f"{timestamp()} {text}"}
+            for queue in self._followers:
+                with contextlib.suppress(asyncio.QueueFull):
+                    queue.put_nowait(item)
 
     # -- signals ---------------------------------------------------------------------
 
@@ -79,24 +131,37 @@ class Daemon:
     # -- running ---------------------------------------------------------------------
 
     async def run(self) -> int:
-        """Run in the foreground until a signal; return the process exit code."""
-        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        """Run until a signal or `kanri down`; return the process exit code.
+
+        Raises AlreadyRunningError before anything starts if this project has a daemon.
+        """
+        lock = ProjectLock(self.state_dir)
+        lock.acquire()
+        self.log = RotatingFile(
+            self.state_dir / "logs" / "kanri.log", DAEMON_LOG_SIZE, DAEMON_LOG_BACKUPS
+        )
         watchdog = Watchdog()
         try:
             return await self._run(watchdog)
         finally:
             watchdog.close()
             self.log.close()
+            lock.release()
 
     async def _run(self, watchdog: Watchdog) -> int:
         self._install_signals()
         self.note(
-            f"kanri {os.getpid()} starting {len(self.config.apps)} app(s) from {self.config.file}"
+            f"kanri {__version__} (pid {os.getpid()}) starting {len(self.config.apps)} app(s) "
+            f"from {self.config.file}"
         )
-        async with asyncio.TaskGroup() as tasks:
+        async with (
+            ControlServer(socket_path_for(self.config), self),
+            asyncio.TaskGroup() as tasks,
+        ):
             signals = tasks.create_task(self._read_signals())
             code = await self._supervise(watchdog)
             signals.cancel()
+            self._end_followers()
         return code
 
     async def _supervise(self, watchdog: Watchdog) -> int:
@@ -113,16 +178,23 @@ class Daemon:
             await asyncio.wait([started, stopped], return_when=asyncio.FIRST_COMPLETED)
             if not started.done():
                 started.cancel()
+                self.phase = "stopping"
                 self.note("stopped before every app was ready")
+                _tell_starter({"ok": False, "error": "stopped before every app was ready"})
                 return 0
             stopped.cancel()
             try:
                 started.result()
             except NotReadyError as exc:
+                self.phase = "failed"
                 self.note(str(exc))
+                _tell_starter({"ok": False, "error": str(exc)})
                 return 1
+            self.phase = "running"
             self.note(self._summary(sup))
+            _tell_starter({"ok": True, "summary": self._summary(sup)})
             await self._stop.wait()
+            self.phase = "stopping"
             self.note("stopping every app")
         self.note("all apps stopped; bye")
         return 0
@@ -134,3 +206,195 @@ class Daemon:
             ports = ",".join(str(i.port) for i in app.instances)
             parts.append(f"{name} {ready}/{len(app.instances)} ready (port {ports})")
         return "ready: " + "; ".join(parts)
+
+    def _end_followers(self) -> None:
+        for queue in self._followers:
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(None)
+
+    # -- the Controller of the control API ----------------------------------------------
+
+    def _sup(self) -> Supervisor:
+        if self.supervisor is None:
+            raise UnknownTargetError("the daemon is still starting; try again in a moment")
+        return self.supervisor
+
+    def _resolve(self, target: str) -> list[Instance]:
+        sup = self._sup()
+        if target == "all":
+            return sup.instances()
+        name, _, index = target.partition(":")
+        if name not in sup.apps:
+            known = ", ".join(sup.apps) or "none"
+            raise UnknownTargetError(f"no app named {name!r}; apps: {known}")
+        instances = sup.instances(name)
+        if not index:
+            return instances
+        chosen = [i for i in instances if str(i.index) == index]
+        if not chosen:
+            raise UnknownTargetError(
+                f"app {name!r} has no instance {index!r}; it has {len(instances)} (0-{len(instances) - 1})"
+            )
+        return chosen
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "version": __version__,
+            "phase": self.phase,
+            "config": str(self.config.file),
+            "root": str(self.config.root),
+            "state_dir": str(self.state_dir),
+            "started_at": self.started_at,
+            "uptime": time.time() - self.started_at,
+            "apps": list(self.config.apps),
+        }
+
+    async def instances(self) -> list[dict[str, Any]]:
+        sup = self._sup()
+        insts = sup.instances()
+        pids = [i.pid for i in insts if i.pid is not None]
+        usage = await asyncio.to_thread(self._meter.sample, pids)
+        now = time.monotonic()
+        rows = []
+        for inst in insts:
+            pid = inst.pid
+            cpu, rss = usage.get(pid, (0.0, 0)) if pid is not None else (0.0, 0)
+            running_since = inst.started_at if inst.state.running else None
+            rows.append(
+                {
+                    "app": inst.app.name,
+                    "instance": inst.index,
+                    "name": inst.name,
+                    "pid": pid,
+                    "state": str(inst.state),
+                    "ready": inst.state is State.READY,
+                    "port": inst.port,
+                    "uptime": now - running_since if running_since is not None else None,
+                    "restarts": inst.restarts,
+                    "cpu": round(cpu, 1),
+                    "memory": rss,
+                }
+            )
+        return rows
+
+    def describe(self, app: str) -> dict[str, Any]:
+        sup = self._sup()
+        if app not in sup.apps:
+            raise UnknownTargetError(f"no app named {app!r}; apps: {', '.join(sup.apps) or 'none'}")
+        cfg = sup.apps[app].config
+        return {
+            "name": app,
+            "config": cfg.model_dump(mode="json", exclude={"env", "env_profiles"}),
+            "env_keys": sorted(cfg.env),
+            "instances": [
+                {
+                    "name": inst.name,
+                    "state": str(inst.state),
+                    "pid": inst.pid,
+                    "port": inst.port,
+                    "restarts": inst.restarts,
+                    "log_files": [str(p) for p in log_paths(cfg, inst.index, self.state_dir) if p],
+                    "exit_codes": [{"at": at, "code": code} for at, code in inst.exit_codes],
+                    "transitions": [
+                        {"at": t.at, "from": str(t.old), "to": str(t.new), "reason": t.reason}
+                        for t in inst.history
+                    ],
+                }
+                for inst in sup.instances(app)
+            ],
+        }
+
+    async def act(self, action: str, target: str) -> dict[str, Any]:
+        sup = self._sup()
+        chosen = self._resolve(target)
+        if action == "stop":
+            for inst in chosen:
+                inst.stop()
+            await asyncio.gather(
+                *(
+                    inst.wait_for(lambda s: s is State.STOPPED, inst.app.kill_timeout + 10)
+                    for inst in chosen
+                )
+            )
+        elif action == "start":
+            for inst in chosen:
+                inst.start()
+            await self._wait_ready(sup, chosen)
+        elif action == "restart":
+            for inst in chosen:
+                inst.restart("restart requested")
+            await self._wait_ready(sup, chosen)
+        else:  # reload: one instance at a time, each back before the next goes
+            for inst in chosen:
+                inst.restart("reload requested")
+                await self._wait_ready(sup, [inst])
+        return {
+            "instances": [{"name": i.name, "state": str(i.state), "pid": i.pid} for i in chosen]
+        }
+
+    async def _wait_ready(self, sup: Supervisor, chosen: list[Instance]) -> None:
+        by_app: dict[str, list[Instance]] = {}
+        for inst in chosen:
+            by_app.setdefault(inst.app.name, []).append(inst)
+        # A restart first leaves READY; wait until each instance has left it or is past it.
+        for inst in chosen:
+            await inst.wait_for(_restart_begun(inst), 60)
+        await asyncio.gather(*(sup.wait_ready(app, insts) for app, insts in by_app.items()))
+
+    async def scale(self, app: str, count: int) -> dict[str, Any]:
+        sup = self._sup()
+        if app not in sup.apps:
+            raise UnknownTargetError(f"no app named {app!r}; apps: {', '.join(sup.apps) or 'none'}")
+        await sup.scale(app, count)
+        return {"app": app, "instances": len(sup.apps[app].instances)}
+
+    def log_lines(self, app: str | None, count: int, since: float | None) -> list[dict[str, str]]:
+        sup = self._sup()
+        if app is not None and app not in sup.apps:
+            raise UnknownTargetError(f"no app named {app!r}; apps: {', '.join(sup.apps) or 'none'}")
+        cutoff = timestamp(time.time() - since) if since is not None else None
+        lines: list[dict[str, str]] = []
+        for inst in sup.instances(app):
+            for path in log_paths(inst.app, inst.index, self.state_dir):
+                if path is None:
+                    continue
+                for line in tail_lines(path, count):
+                    if cutoff is None or line[: len(cutoff)] >= cutoff:
+                        lines.append({"instance": inst.name, "line": line})
+        lines.sort(key=lambda item: item["line"][:23])  # the timestamp prefix sorts as text
+        return lines[-count:] if count else []
+
+    async def follow_logs(self, app: str | None) -> AsyncIterator[dict[str, str]]:
+        if app is not None and app not in self._sup().apps:
+            raise UnknownTargetError(f"no app named {app!r}")
+        queue: asyncio.Queue[dict[str, str] | None] = asyncio.Queue(FOLLOW_QUEUE)
+        self._followers.add(queue)
+        prefix = f"{app}:"
+        try:
+            while (item := await queue.get()) is not None:
+                if app is None or item["instance"].startswith(prefix):
+                    yield item
+        finally:
+            self._followers.discard(queue)
+
+    async def metrics(self) -> dict[str, Any]:
+        return {"instances": await self.instances(), "proxy": None}
+
+    def down(self) -> None:
+        self.note("down requested: stopping everything")
+        self._stop.set()
+
+
+def _restart_begun(inst: Instance) -> Callable[[State], bool]:
+    return lambda state: state is not State.READY or not inst.wants_restart
+
+
+def _tell_starter(message: dict[str, Any]) -> None:
+    """Tell a waiting `kanri up -d` how the start went, through the pipe it passed us."""
+    fd_text = os.environ.pop(NOTIFY_FD_ENV, None)
+    if not fd_text or not fd_text.isdigit():
+        return
+    with contextlib.suppress(OSError):
+        os.write(int(fd_text), json.dumps(message).encode() + b"\n")
+        os.close(int(fd_text))

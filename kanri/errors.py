@@ -5,6 +5,8 @@
      +-- SupervisorError         an app could not be started or stopped as asked
      |    +-- NotReadyError      an app did not become ready within ready_timeout
      +-- ControlError            the daemon could not be reached or refused a request
+     |    +-- UnknownTargetError no such app or instance
+     +-- AlreadyRunningError     a daemon already runs for this project
 
 Only the CLI turns these into exit codes and messages; library code raises them
 with a message that says what went wrong and what to do about it.
@@ -52,3 +54,16 @@ class NotReadyError(SupervisorError):
 
 class ControlError(KanriError):
     """The daemon could not be reached, or it refused a request."""
+
+
+class UnknownTargetError(ControlError):
+    """A request named an app or instance that does not exist."""
+
+
+class AlreadyRunningError(KanriError):
+    """A kanri daemon already runs for this project (it holds the project's lock)."""
+
+    def __init__(self, pid: int | None) -> None:
+        self.pid = pid
+        who = f" (pid {pid})" if pid else ""
+        super().__init__(f"kanri is already running for this project{who}")

@@ -103,6 +103,10 @@ class Instance:
     def wants_running(self) -> bool:
         return self._want_running
 
+    @property
+    def wants_restart(self) -> bool:
+        return self._want_restart is not None
+
     # -- commands (may be called from any task on the loop) --------------------------
 
     def start(self) -> None:

@@ -132,3 +132,23 @@ class LineSplitter:
 
     def _emit_bytes(self, raw: bytes) -> None:
         self._emit(raw.rstrip(b"\r").decode("utf-8", errors="replace"))
+
+
+def tail_lines(path: Path, count: int, block: int = 64 * 1024) -> list[str]:
+    """The last ``count`` lines of a file (fewer if it is shorter), read from the end."""
+    if count <= 0:
+        return []
+    try:
+        with path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            pos = f.tell()
+            data = b""
+            while pos > 0 and data.count(b"\n") <= count:
+                step = min(block, pos)
+                pos -= step
+                f.seek(pos)
+                data = f.read(step) + data
+    except FileNotFoundError:
+        return []
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    return lines[-count:]

@@ -166,10 +166,11 @@ class Supervisor:
                 inst.start()
             await self.wait_ready(name)
 
-    async def wait_ready(self, name: str) -> None:
+    async def wait_ready(self, name: str, instances: list[Instance] | None = None) -> None:
         """Wait until every instance of an app is ready, or raise NotReadyError saying why."""
         app = self.apps[name]
         cfg = app.config
+        chosen = app.instances if instances is None else instances
 
         def settled(inst: Instance) -> Callable[[State], bool]:
             # STOPPED counts only once the instance no longer wants to run (a start
@@ -179,9 +180,9 @@ class Supervisor:
             )
 
         await asyncio.gather(
-            *(inst.wait_for(settled(inst), cfg.ready_timeout + 1.0) for inst in app.instances)
+            *(inst.wait_for(settled(inst), cfg.ready_timeout + 1.0) for inst in chosen)
         )
-        for inst in app.instances:
+        for inst in chosen:
             if inst.state is State.READY:
                 continue
             last = inst.history[-1].reason if inst.history else "never started"
@@ -206,6 +207,26 @@ class Supervisor:
         await asyncio.gather(
             *(inst.wait_for(lambda s: s is State.STOPPED, limit) for inst in app.instances)
         )
+
+    async def scale(self, name: str, count: int) -> None:
+        """Run ``count`` instances of an app: start new ones, or stop the highest-numbered."""
+        app = self.apps[name]
+        added = [self._add_instance(app, i) for i in range(len(app.instances), count)]
+        for inst in added:
+            inst.start()
+        removed = app.instances[count:]
+        for inst in removed:
+            inst.close()
+        limit = app.config.kill_timeout + STOP_MARGIN
+        await asyncio.gather(
+            *(inst.wait_for(lambda s: s is State.STOPPED, limit) for inst in removed)
+        )
+        for inst in removed:
+            app.instances.remove(inst)
+            self.ports.release(inst.port)
+            inst.log.close()
+        if added:
+            await self.wait_ready(name, added)
 
     def start_app(self, name: str) -> None:
         for inst in self.apps[name].instances:
