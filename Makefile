@@ -20,8 +20,8 @@ demo: $(STAMP)
 	cd examples/hello && ../../$(VENV)/bin/kanri up
 
 lint: $(STAMP)
-	$(PY) -m ruff check kanri tests
-	$(PY) -m ruff format --check kanri tests
+	$(PY) -m ruff check kanri tests bench
+	$(PY) -m ruff format --check kanri tests bench
 	$(PY) -m mypy
 
 test: lint

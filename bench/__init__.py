@@ -1,0 +1,1 @@
+"""kanri's benchmark harness: `python -m bench SCENARIO` (see `python -m bench --help`)."""
