@@ -177,6 +177,33 @@ def start_detached(config: Config, config_file: Path, env_name: str | None) -> i
 
 @main.command()
 @config_option
+@env_option
+@click.option("--install", is_flag=True, help="Write the unit to /etc/systemd/system (needs root).")
+@click.option(
+    "--user", "user", metavar="USER", help="Run kanri as USER (default: you, or $SUDO_USER)."
+)
+def startup(config_file: Path, env_name: str | None, install: bool, user: str | None) -> None:
+    """Print a systemd unit that starts this project at boot (or --install it)."""
+    import getpass
+
+    from kanri import systemd
+
+    config = load(config_file, env_name)
+    who = user or os.environ.get("SUDO_USER") or getpass.getuser()
+    try:
+        text = systemd.render_unit(config, kanri_argv=[sys.executable, "-m", "kanri"], user=who)
+        if not install:
+            click.echo(text, nl=False)
+            return
+        path = systemd.install_unit(text, systemd.unit_name(config))
+    except KanriError as exc:
+        fail(str(exc))
+    click.echo(f"wrote {path}; now run:")
+    click.echo(systemd.enable_hint(systemd.unit_name(config)))
+
+
+@main.command()
+@config_option
 def down(config_file: Path) -> None:
     """Stop every app and the daemon."""
     client = client_for(config_file)

@@ -26,6 +26,7 @@ from kanri.supervisor import Instance, State, Supervisor, Transition, Watchdog
 from kanri.supervisor.logs import RotatingFile, tail_lines, timestamp
 from kanri.supervisor.metrics import ProcessMeter
 from kanri.supervisor.supervisor import log_paths
+from kanri.systemd import notify
 from kanri.terminal import Printer
 
 DAEMON_LOG_SIZE = 10 * 1024 * 1024
@@ -192,9 +193,11 @@ class Daemon:
                 return 1
             self.phase = "running"
             self.note(self._summary(sup))
+            notify("READY=1")
             _tell_starter({"ok": True, "summary": self._summary(sup)})
             await self._stop.wait()
             self.phase = "stopping"
+            notify("STOPPING=1")
             self.note("stopping every app")
         self.note("all apps stopped; bye")
         return 0

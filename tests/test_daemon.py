@@ -281,3 +281,43 @@ def test_kanri_home_moves_the_state(tmp_path: Path) -> None:
             timeout=60,
             capture_output=True,
         )
+
+
+def test_sd_notify_ready_once_every_app_is_ready(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "p", py_app("api", 2))
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(str(tmp_path / "notify.sock"))
+        notify.settimeout(30)
+        env = dict(os.environ, NOTIFY_SOCKET=str(tmp_path / "notify.sock"))
+        proc = subprocess.Popen(
+            [PY, "-m", "kanri", "up"], cwd=project, env=env, stdout=subprocess.DEVNULL
+        )
+        try:
+            assert notify.recv(1024) == b"READY=1"
+            rows = ls(project)
+            assert len(rows) == 2 and all(r["state"] == "ready" for r in rows)
+            for row in rows:  # the apps must not see systemd's socket
+                environ = Path(f"/proc/{row['pid']}/environ").read_bytes().split(b"\0")
+                assert not any(e.startswith(b"NOTIFY_SOCKET=") for e in environ)
+            proc.terminate()
+            assert notify.recv(1024) == b"STOPPING=1"
+            assert proc.wait(30) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def test_startup_prints_a_valid_unit(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "p", py_app("api"))
+    text = kanri(project, "startup").stdout
+    assert "Type=notify" in text and f"up -c {project / 'kanri.toml'}" in text
+    if shutil.which("systemd-analyze"):
+        unit = tmp_path / "units" / "kanri-test.service"
+        unit.parent.mkdir()
+        unit.write_text(text)
+        result = subprocess.run(
+            ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, check=False
+        )
+        problems = [line for line in result.stderr.splitlines() if "kanri-test.service" in line]
+        assert result.returncode == 0 and not problems, result.stderr

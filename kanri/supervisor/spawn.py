@@ -56,6 +56,7 @@ def instance_env(
     app: AppConfig, index: int, port: int, extra: Mapping[str, str] | None = None
 ) -> dict[str, str]:
     env = dict(os.environ)
+    env.pop("NOTIFY_SOCKET", None)  # systemd's: only kanri itself may notify
     env.update(extra or {})
     env.update(app.env)
     env.update(
