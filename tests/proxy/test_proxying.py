@@ -1,0 +1,302 @@
+"""Requests through real proxy workers to real upstream servers."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from kanri.proxy import Upstream
+from tests.proxy.helpers import (
+    ResponseReader,
+    RunningProxy,
+    TestUpstream,
+    free_port,
+    read_until_close,
+    route,
+    snapshot,
+    wait_for,
+)
+
+
+def seen(response: httpx.Response) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(response.content)
+    return data
+
+
+def headers_of(data: dict[str, Any]) -> dict[str, str]:
+    return {name: value for name, value in data["headers"]}
+
+
+@pytest.fixture
+def app(proxy: RunningProxy, upstream: TestUpstream, root: Path) -> TestUpstream:
+    proxy.publish(snapshot([route("/", root, app="app")], {"app": [upstream.upstream()]}))
+    return upstream
+
+
+def test_forwarded_headers_and_hop_by_hop(proxy: RunningProxy, app: TestUpstream) -> None:
+    with httpx.Client(base_url=proxy.url) as client:
+        response = client.get(
+            "/echo",
+            headers={
+                "Host": "shop.example.com",
+                "X-Forwarded-For": "203.0.113.7",
+                "X-Real-IP": "spoofed",
+                "X-Forwarded-Proto": "https",
+                "Keep-Alive": "timeout=5",
+                "Connection": "keep-alive, X-Secret",
+                "X-Secret": "hop",
+                "TE": "trailers",
+                "X-Custom": "kept",
+            },
+        )
+    assert response.status_code == 200
+    got = headers_of(seen(response))
+    assert got["host"] == "shop.example.com"
+    assert got["x-forwarded-for"] == "203.0.113.7, 127.0.0.1"
+    assert got["x-real-ip"] == "127.0.0.1"
+    assert got["x-forwarded-proto"] == "http"
+    assert got["x-forwarded-host"] == "shop.example.com"
+    assert got["x-custom"] == "kept"
+    for dropped in ("keep-alive", "x-secret", "te", "connection"):
+        assert dropped not in got
+    assert response.headers["server"] == "kanri"
+    assert "date" in response.headers
+
+
+def test_response_framing_chunked_and_close_delimited(
+    proxy: RunningProxy, app: TestUpstream
+) -> None:
+    with httpx.Client(base_url=proxy.url) as client:
+        chunked = client.get("/chunked")
+        assert chunked.content == b"onetwothree"
+        assert chunked.headers["transfer-encoding"] == "chunked"
+        until_close = client.get("/close")
+        assert until_close.content == b"until close"
+        head = client.head("/echo")
+        assert head.status_code == 200 and head.content == b""
+        after_head = client.get("/echo")
+        assert after_head.status_code == 200
+
+
+def test_chunked_request_body_is_streamed(proxy: RunningProxy, app: TestUpstream) -> None:
+    def parts() -> Any:
+        yield b"a" * 300
+        yield b"b" * 300
+
+    with httpx.Client(base_url=proxy.url) as client:
+        response = client.post("/echo", content=parts())
+    assert response.status_code == 200
+    assert seen(response)["body_size"] == 600
+
+
+def test_strip_prefix_and_route_choice(
+    proxy: RunningProxy, upstream: TestUpstream, upstream_b: TestUpstream, root: Path
+) -> None:
+    proxy.publish(
+        snapshot(
+            [
+                route("/", root, app="a"),
+                route("/api/", root, app="b", strip_prefix=True),
+                route("/", root, app="b", host="*.example.org"),
+            ],
+            {"a": [upstream.upstream(app="a")], "b": [upstream_b.upstream(app="b")]},
+        )
+    )
+    with httpx.Client(base_url=proxy.url) as client:
+        assert seen(client.get("/echo"))["upstream"] == "a"
+        stripped = seen(client.get("/api/echo?q=1"))
+        assert (stripped["upstream"], stripped["target"]) == ("b", "/echo?q=1")
+        by_host = client.get("/echo", headers={"Host": "www.example.org:8080"})
+        assert seen(by_host)["upstream"] == "b"
+        assert seen(client.get("/echo", headers={"Host": "example.org"}))["upstream"] == "a"
+
+
+def test_pipelined_requests_are_answered_in_order(proxy: RunningProxy, app: TestUpstream) -> None:
+    requests = b"".join(
+        b"GET /%s HTTP/1.1\r\nHost: a\r\n\r\n" % path
+        for path in (b"slow?s=0.2", b"echo?n=2", b"chunked", b"echo?n=4")
+    )
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+        sock.sendall(requests)
+        reader = ResponseReader(sock)
+        first, second, third, fourth = (reader.response() for _ in range(4))
+    assert json.loads(first[2])["target"] == "/slow?s=0.2"
+    assert json.loads(second[2])["target"] == "/echo?n=2"
+    assert third[2] == b"onetwothree"
+    assert json.loads(fourth[2])["target"] == "/echo?n=4"
+
+
+def test_upstream_connections_are_reused(proxy: RunningProxy, root: Path) -> None:
+    server = TestUpstream("reuse")
+    try:
+        proxy.publish(snapshot([route("/", root, app="r")], {"r": [server.upstream(app="r")]}))
+        with httpx.Client(base_url=proxy.url) as client:
+            for _ in range(20):
+                assert client.get("/echo").status_code == 200
+        assert server.requests == 20
+        assert server.connections < 5
+    finally:
+        server.close()
+
+
+def test_upstream_down_is_502(proxy: RunningProxy, root: Path) -> None:
+    dead = Upstream("dead:0", "dead", "127.0.0.1", free_port())
+    proxy.publish(snapshot([route("/", root, app="dead")], {"dead": [dead]}))
+    with httpx.Client(base_url=proxy.url) as client:
+        response = client.get("/echo")
+    assert response.status_code == 502
+    assert b"Traceback" not in response.content and len(response.content) < 100
+
+
+def test_no_ready_instance_is_503_with_retry_after(proxy: RunningProxy, root: Path) -> None:
+    proxy.publish(snapshot([route("/", root, app="none")], {"none": []}))
+    with httpx.Client(base_url=proxy.url) as client:
+        response = client.get("/")
+        unknown_app = client.get("/x")
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert unknown_app.status_code == 503
+
+
+def test_slow_upstream_is_504_after_read_timeout(proxy: RunningProxy, app: TestUpstream) -> None:
+    began = time.monotonic()
+    with httpx.Client(base_url=proxy.url, timeout=10) as client:
+        response = client.get("/slow?s=3")
+        took = time.monotonic() - began
+        assert response.status_code == 504
+        assert 0.9 <= took < 2.5  # read_timeout is 1s in this module
+        assert client.get("/echo").status_code == 200  # the worker still serves
+
+
+def test_connect_failure_on_one_of_two_instances(
+    proxy: RunningProxy, upstream: TestUpstream, root: Path
+) -> None:
+    dead = Upstream("two:dead", "two", "127.0.0.1", free_port())
+    proxy.publish(
+        snapshot([route("/", root, app="two")], {"two": [dead, upstream.upstream(app="two")]})
+    )
+    with httpx.Client(base_url=proxy.url) as client:
+        statuses = [client.post("/echo", content=b"x").status_code for _ in range(6)]
+    assert statuses == [200] * 6
+
+
+def test_reset_before_response_is_retried_for_get(
+    proxy: RunningProxy, upstream: TestUpstream, root: Path
+) -> None:
+    rude = socket.socket()
+    rude.bind(("127.0.0.1", 0))
+    rude.listen(16)
+    rude_port = rude.getsockname()[1]
+    try:
+        flaky = Upstream("three:rude", "three", "127.0.0.1", rude_port)
+        proxy.publish(
+            snapshot(
+                [route("/", root, app="three")], {"three": [flaky, upstream.upstream(app="three")]}
+            )
+        )
+        accepted = 0
+
+        def reset_everything() -> None:
+            nonlocal accepted
+            while True:
+                try:
+                    conn, _ = rude.accept()
+                except OSError:
+                    return
+                accepted += 1
+                conn.recv(65536)
+                conn.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+                )
+                conn.close()
+
+        thread = threading.Thread(target=reset_everything, daemon=True)
+        thread.start()
+        with httpx.Client(base_url=proxy.url) as client:
+            assert [client.get("/echo").status_code for _ in range(4)] == [200] * 4
+        # max_fails = 1: after its first failure the instance is out for fail_timeout.
+        assert accepted == 1
+    finally:
+        rude.close()
+        thread.join(5)
+
+
+def test_active_health_checks_take_an_instance_out(
+    proxy: RunningProxy, upstream: TestUpstream, upstream_b: TestUpstream, root: Path
+) -> None:
+    proxy.publish(
+        snapshot(
+            [route("/", root, app="h")],
+            {"h": [upstream.upstream(app="h"), upstream_b.upstream(app="h")]},
+            health="/healthz",
+            health_interval=0.2,
+        )
+    )
+
+    def recent_upstreams(client: httpx.Client) -> set[str]:
+        return {seen(client.get("/echo"))["upstream"] for _ in range(6)}
+
+    try:
+        with httpx.Client(base_url=proxy.url) as client:
+            assert recent_upstreams(client) == {"a", "b"}
+            upstream.unhealthy = True
+            wait_for(lambda: recent_upstreams(client) == {"b"}, what="a to leave rotation")
+            upstream.unhealthy = False
+            wait_for(lambda: recent_upstreams(client) == {"a", "b"}, what="a to come back")
+    finally:
+        upstream.unhealthy = False
+
+
+def test_sse_first_event_arrives_before_the_upstream_finishes(
+    proxy: RunningProxy, root: Path
+) -> None:
+    server = TestUpstream("sse")
+    try:
+        proxy.publish(snapshot([route("/", root, app="s")], {"s": [server.upstream(app="s")]}))
+        with (
+            httpx.Client(base_url=proxy.url, timeout=10) as client,
+            client.stream("GET", "/sse") as response,
+        ):
+            lines = response.iter_lines()
+            assert next(lines) == "data: first"
+            server.release()  # only now may the upstream send the rest
+            rest = list(lines)
+        assert "data: second" in rest
+    finally:
+        server.close()
+
+
+def test_websocket_is_tunnelled(proxy: RunningProxy, app: TestUpstream) -> None:
+    handshake = (
+        b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+        sock.sendall(handshake)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(4096)
+        assert head.startswith(b"HTTP/1.1 101 ")
+        assert b"upgrade: websocket" in head.lower()
+        for message in (b"\x81\x05hello", b"binary\x00\xff" * 1000):
+            sock.sendall(message)
+            echoed = b""
+            while len(echoed) < len(message):
+                echoed += sock.recv(65536)
+            assert echoed == message
+        sock.shutdown(socket.SHUT_WR)
+        assert read_until_close(sock) == b""
+
+
+def test_keepalive_client_survives_many_requests(proxy: RunningProxy, app: TestUpstream) -> None:
+    with httpx.Client(base_url=proxy.url) as client:
+        for i in range(50):
+            response = client.get(f"/big?n={i * 997}")
+            assert len(response.content) == i * 997
