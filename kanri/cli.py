@@ -335,7 +335,30 @@ def _action(name: str, help_text: str) -> None:
 _action("start", "Start TARGET: an app, app:N, or all.")
 _action("stop", "Stop TARGET: an app, app:N, or all.")
 _action("restart", "Stop and start TARGET (an app, app:N, or all) at once.")
-_action("reload", "Restart TARGET (an app, app:N, or all) one instance at a time.")
+
+
+@main.command()
+@config_option
+@click.argument("target", required=False)
+def reload(config_file: Path, target: str | None) -> None:
+    """Zero-downtime rolling reload of TARGET (an app, app:N, or all).
+
+    Without TARGET: re-read kanri.toml and apply only what changed.
+    """
+    client = client_for(config_file)
+    if target is None:
+        result = run_client(client.reload_config)
+        for key in ("added", "removed", "reloaded", "scaled"):
+            if result[key]:
+                click.echo(f"{key}: {', '.join(result[key])}")
+        click.echo(f"routes: {'updated' if result['routes_changed'] else 'unchanged'}")
+        for note in result["notes"]:
+            click.echo(f"note: {note}")
+        return
+    result = run_client(lambda: client.act("reload", target))
+    for inst in result["instances"]:
+        pid = f" (pid {inst['pid']})" if inst["pid"] else ""
+        click.echo(f"{inst['name']}: {inst['state']}{pid}")
 
 
 @main.command()

@@ -19,9 +19,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 from kanri import __version__
-from kanri.config.model import Config
+from kanri.config.loader import load_config
+from kanri.config.model import Config, parse_listen
 from kanri.control.server import ControlServer
-from kanri.errors import AlreadyRunningError, NotReadyError, UnknownTargetError
+from kanri.errors import (
+    AlreadyRunningError,
+    ConfigError,
+    NotReadyError,
+    ReloadRefusedError,
+    UnknownTargetError,
+)
+from kanri.proxy import AppTargets, ProxyWorkers, Snapshot, Upstream, bind_listeners
 from kanri.supervisor import Instance, State, Supervisor, Transition, Watchdog
 from kanri.supervisor.logs import RotatingFile, tail_lines, timestamp
 from kanri.supervisor.metrics import ProcessMeter
@@ -34,6 +42,7 @@ DAEMON_LOG_BACKUPS = 5
 FORCED_EXIT = 130
 FOLLOW_QUEUE = 10_000  # lines buffered for a slow `kanri logs -f`; beyond that they are dropped
 NOTIFY_FD_ENV = "KANRI_NOTIFY_FD"
+DRAIN_POLL = 0.05  # how often a draining instance's in-flight count is asked for
 
 Phase = Literal["starting", "running", "stopping", "failed"]
 
@@ -87,6 +96,10 @@ class Daemon:
         self._stop = asyncio.Event()
         self._followers: set[asyncio.Queue[dict[str, str] | None]] = set()
         self._meter = ProcessMeter()
+        self.proxy: ProxyWorkers | None = None
+        self._version = 0
+        self._publish_lock = asyncio.Lock()
+        self._routing_changed = asyncio.Event()
 
     # -- reporting -------------------------------------------------------------------
 
@@ -99,6 +112,8 @@ class Daemon:
     def _on_transition(self, inst: Instance, event: Transition) -> None:
         pid = f" pid {event.pid}" if event.pid else ""
         self.note(f"{inst.name}{pid} {event.old} -> {event.new}: {event.reason}")
+        if State.READY in (event.old, event.new):
+            self._routing_changed.set()
 
     def _on_line(self, inst: Instance, stream: str, text: str) -> None:
         if self.printer is not None:
@@ -163,44 +178,128 @@ class Daemon:
             code = await self._supervise(watchdog)
             signals.cancel()
             self._end_followers()
+        self.note("all apps stopped; bye")
         return code
 
     async def _supervise(self, watchdog: Watchdog) -> int:
+        proxy_config = self.config.proxy
+        # Bind before anything starts: a taken port is a clear error, not a half-started stack.
+        listeners = bind_listeners(proxy_config) if proxy_config is not None else []
         async with Supervisor(
             self.config,
             self.state_dir,
             on_transition=self._on_transition,
             on_line=self._on_line,
+            extra_env=self._app_env(),
             watchdog=watchdog,
+            before_stop=self._out_of_rotation,
+            drain_wait=self._wait_drained,
         ) as sup:
             self.supervisor = sup
-            started = asyncio.ensure_future(sup.start_all())
-            stopped = asyncio.ensure_future(self._stop.wait())
-            await asyncio.wait([started, stopped], return_when=asyncio.FIRST_COMPLETED)
-            if not started.done():
-                started.cancel()
-                self.phase = "stopping"
-                self.note("stopped before every app was ready")
-                _tell_starter({"ok": False, "error": "stopped before every app was ready"})
-                return 0
-            stopped.cancel()
+            if proxy_config is None:
+                return await self._serve(sup)
+            # The proxy stops before the apps do: it finishes its in-flight requests
+            # while every instance is still there to answer them.
             try:
-                started.result()
-            except NotReadyError as exc:
-                self.phase = "failed"
-                self.note(str(exc))
-                _tell_starter({"ok": False, "error": str(exc)})
-                return 1
-            self.phase = "running"
-            self.note(self._summary(sup))
-            notify("READY=1")
-            _tell_starter({"ok": True, "summary": self._summary(sup)})
-            await self._stop.wait()
+                async with ProxyWorkers(proxy_config, listeners, state_dir=self.state_dir) as proxy:
+                    self.proxy = proxy
+                    await self._publish()
+                    async with asyncio.TaskGroup() as tasks:
+                        publisher = tasks.create_task(self._keep_publishing())
+                        code = await self._serve(sup)
+                        publisher.cancel()
+                    self.note("stopping the proxy")
+            finally:
+                self.proxy = None
+                for sock in listeners:
+                    sock.close()
+            return code
+
+    async def _serve(self, sup: Supervisor) -> int:
+        """Start every app, then run until told to stop; return the exit code."""
+        started = asyncio.ensure_future(sup.start_all())
+        stopped = asyncio.ensure_future(self._stop.wait())
+        await asyncio.wait([started, stopped], return_when=asyncio.FIRST_COMPLETED)
+        if not started.done():
+            started.cancel()
             self.phase = "stopping"
-            notify("STOPPING=1")
-            self.note("stopping every app")
-        self.note("all apps stopped; bye")
+            self.note("stopped before every app was ready")
+            _tell_starter({"ok": False, "error": "stopped before every app was ready"})
+            return 0
+        stopped.cancel()
+        try:
+            started.result()
+        except NotReadyError as exc:
+            self.phase = "failed"
+            self.note(str(exc))
+            _tell_starter({"ok": False, "error": str(exc)})
+            return 1
+        self.phase = "running"
+        self.note(self._summary(sup))
+        notify("READY=1")
+        _tell_starter({"ok": True, "summary": self._summary(sup)})
+        await self._stop.wait()
+        self.phase = "stopping"
+        notify("STOPPING=1")
+        self.note("stopping every app")
         return 0
+
+    # -- routing: what the proxy may send requests to ------------------------------------
+
+    def _app_env(self) -> dict[str, str]:
+        """Env every app gets from kanri itself: KANRI_URL, the proxy's own address."""
+        proxy = self.config.proxy
+        if proxy is None:
+            return {}
+        host, port = parse_listen(proxy.listen[0])
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        elif ":" in host:
+            host = f"[{host}]"
+        return {"KANRI_URL": f"http://{host}:{port}"}
+
+    def _snapshot(self) -> Snapshot:
+        sup = self._sup()
+        apps = {}
+        for name, app in sup.apps.items():
+            cfg = app.config
+            ready = tuple(
+                Upstream(inst.key, name, "127.0.0.1", inst.port)
+                for inst in app.instances
+                if inst.state is State.READY
+            )
+            apps[name] = AppTargets(name, ready, cfg.balance, cfg.health, cfg.health_interval)
+        self._version += 1
+        return Snapshot(self._version, self.config.routes, apps)
+
+    async def _publish(self) -> None:
+        """Send the current routing snapshot to every proxy worker and wait for their acks."""
+        async with self._publish_lock:
+            if self.proxy is not None and self.supervisor is not None:
+                await self.proxy.publish(self._snapshot())
+
+    async def _keep_publishing(self) -> None:
+        """Publish after every change of the ready set; bursts are coalesced into one."""
+        while True:
+            await self._routing_changed.wait()
+            self._routing_changed.clear()
+            await self._publish()
+
+    async def _out_of_rotation(self, inst: Instance) -> None:
+        """The stop gate: no worker may route to ``inst`` once this returns."""
+        await self._publish()
+
+    async def _wait_drained(self, inst: Instance, timeout: float) -> None:
+        """Wait until no proxy worker has a request in flight on ``inst``, up to ``timeout``."""
+        proxy = self.proxy
+        if proxy is None:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if await proxy.inflight(inst.key) == 0:
+                return
+            await asyncio.sleep(DRAIN_POLL)
+        self.note(f"{inst.name}: requests still in flight after drain_timeout ({timeout:g}s)")
 
     def _summary(self, sup: Supervisor) -> str:
         parts = []
@@ -208,7 +307,9 @@ class Daemon:
             ready = sum(1 for i in app.instances if i.state is State.READY)
             ports = ",".join(str(i.port) for i in app.instances)
             parts.append(f"{name} {ready}/{len(app.instances)} ready (port {ports})")
-        return "ready: " + "; ".join(parts)
+        url = self._app_env().get("KANRI_URL")
+        proxy = f"; proxy on {url}" if url else ""
+        return "ready: " + "; ".join(parts) + proxy
 
     def _end_followers(self) -> None:
         for queue in self._followers:
@@ -328,10 +429,13 @@ class Daemon:
             for inst in chosen:
                 inst.restart("restart requested")
             await self._wait_ready(sup, chosen)
-        else:  # reload: one instance at a time, each back before the next goes
+        else:  # reload: one instance at a time, each replacement ready before the old one goes
+            by_app: dict[str, list[Instance]] = {}
             for inst in chosen:
-                inst.restart("reload requested")
-                await self._wait_ready(sup, [inst])
+                by_app.setdefault(inst.app.name, []).append(inst)
+            for app, insts in by_app.items():
+                await sup.reload(app, insts)
+            chosen = [i for i in sup.instances() if i.app.name in by_app and i.state.running]
         return {
             "instances": [{"name": i.name, "state": str(i.state), "pid": i.pid} for i in chosen]
         }
@@ -381,8 +485,43 @@ class Daemon:
         finally:
             self._followers.discard(queue)
 
+    async def reload_config(self) -> dict[str, Any]:
+        """Re-read kanri.toml and apply only the difference; an invalid file changes nothing."""
+        sup = self._sup()
+        try:
+            new = load_config(self.config.file, self.config.env_name)
+        except ConfigError as exc:
+            raise ReloadRefusedError(f"the config was not applied: {exc}") from None
+        notes = []
+        if new.proxy != self.config.proxy:
+            notes.append(
+                "[proxy] settings changed: they take effect at the next start of kanri "
+                "(the listen sockets stay open across a reload)"
+            )
+            new = new.model_copy(update={"proxy": self.config.proxy})
+        routes_changed = new.routes != self.config.routes
+        self.note(f"reloading the config from {new.file}")
+        done = await sup.apply(new)
+        self.config = new
+        await self._publish()
+        summary = ", ".join(f"{k}: {' '.join(v)}" for k, v in done.items() if v) or "no app changed"
+        self.note(
+            f"config reloaded ({summary}; routes {'changed' if routes_changed else 'unchanged'})"
+        )
+        return {**done, "routes_changed": routes_changed, "notes": notes}
+
     async def metrics(self) -> dict[str, Any]:
-        return {"instances": await self.instances(), "proxy": None}
+        proxy = None
+        if self.proxy is not None:
+            stats = await self.proxy.stats()
+            proxy = {
+                "workers": len(stats),
+                "requests": sum(s.requests for s in stats),
+                "errors": sum(s.responses_5xx for s in stats),
+                "connections": sum(s.connections for s in stats),
+                "bytes_out": sum(s.bytes_out for s in stats),
+            }
+        return {"instances": await self.instances(), "proxy": proxy}
 
     def down(self) -> None:
         self.note("down requested: stopping everything")

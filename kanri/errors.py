@@ -6,6 +6,7 @@
      |    +-- NotReadyError      an app did not become ready within ready_timeout
      +-- ControlError            the daemon could not be reached or refused a request
      |    +-- UnknownTargetError no such app or instance
+     |    +-- ReloadRefusedError the new config is invalid; nothing was changed
      +-- AlreadyRunningError     a daemon already runs for this project
 
 Only the CLI turns these into exit codes and messages; library code raises them
@@ -67,3 +68,7 @@ class AlreadyRunningError(KanriError):
         self.pid = pid
         who = f" (pid {pid})" if pid else ""
         super().__init__(f"kanri is already running for this project{who}")
+
+
+class ReloadRefusedError(ControlError):
+    """A config reload was refused (the file is invalid); the running stack is unchanged."""

@@ -121,6 +121,10 @@ class Client:
             query["follow"] = "1"
         return "/v1/logs?" + urlencode(query)
 
+    def reload_config(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.call("POST", "/v1/reload", {}, timeout=None)
+        return result
+
     def metrics(self) -> dict[str, Any]:
         result: dict[str, Any] = self.call("GET", "/v1/metrics", timeout=10)
         return result

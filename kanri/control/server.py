@@ -37,6 +37,7 @@ class Controller(Protocol):
     ) -> list[dict[str, str]]: ...
     def follow_logs(self, app: str | None) -> AsyncIterator[dict[str, str]]: ...
     async def metrics(self) -> dict[str, Any]: ...
+    async def reload_config(self) -> dict[str, Any]: ...
     def down(self) -> None: ...
 
 
@@ -58,6 +59,7 @@ class ControlServer:
             ),
             ("GET", re.compile(r"/v1/logs"), self.get_logs),
             ("GET", re.compile(r"/v1/metrics"), self.get_metrics),
+            ("POST", re.compile(r"/v1/reload"), self.post_reload),
             ("POST", re.compile(r"/v1/down"), self.post_down),
         ]
 
@@ -188,6 +190,11 @@ class ControlServer:
     async def get_metrics(self, request: Request, match: re.Match[str]) -> Any:
         """GET /v1/metrics: per-instance cpu/memory and the proxy's request and error counters."""
         return await self.controller.metrics()
+
+    async def post_reload(self, request: Request, match: re.Match[str]) -> Any:
+        """POST /v1/reload: re-read kanri.toml and apply only what changed (invalid: 409)."""
+        request.json()
+        return await self.controller.reload_config()
 
     async def post_down(self, request: Request, match: re.Match[str]) -> Any:
         """POST /v1/down: stop every app and then the daemon; answers before stopping."""

@@ -42,6 +42,9 @@ TransitionHook = Callable[["Instance", Transition], None]
 StopGate = Callable[["Instance"], Awaitable[None]]
 """Awaited after an instance leaves READY and before it is signalled: the daemon uses it
 to take the instance out of the proxy's rotation first."""
+DrainWait = Callable[["Instance", float], Awaitable[None]]
+"""Awaited while DRAINING: returns once the instance has no requests in flight, or after
+the given number of seconds (its drain_timeout)."""
 
 
 class Instance:
@@ -56,6 +59,7 @@ class Instance:
         watchdog: Watchdog | None,
         on_transition: TransitionHook,
         before_stop: StopGate | None = None,
+        drain_wait: DrainWait | None = None,
     ) -> None:
         self.app = app
         self.index = index
@@ -74,6 +78,8 @@ class Instance:
         self._watchdog = watchdog
         self._on_transition = on_transition
         self._before_stop = before_stop
+        self._drain_wait = drain_wait
+        self._want_drain = False
         # What outside callers want; applied by run().
         self._want_running = False
         self._want_restart: str | None = None
@@ -93,7 +99,7 @@ class Instance:
     @property
     def key(self) -> str:
         """Unique for the life of one process: the proxy keys its pools by this."""
-        return f"{self.name}#{self.spawns}"
+        return f"{self.name}@{self.port}#{self.spawns}"
 
     @property
     def pid(self) -> int | None:
@@ -114,12 +120,21 @@ class Instance:
             self.policy.stable()  # an explicit start forgets the crash loop
             self._pending_delay = 0.0
         self._want_running = True
+        self._want_drain = False
         self._poke.set()
 
     def stop(self) -> None:
         self._want_running = False
         self._want_restart = None
         self._poke.set()
+
+    def drain(self) -> None:
+        """Stop gracefully: out of rotation first, in-flight requests finish, then the signal.
+
+        Used for reloads and scaling down; the instance ends STOPPED and stays there.
+        """
+        self._want_drain = True
+        self.stop()
 
     def restart(self, reason: str = "restart requested") -> None:
         """Stop (if running) and start again; from BACKOFF or ERRORED, start now."""
@@ -276,17 +291,33 @@ class Instance:
             return self._after_exit()
         if self._want_restart:
             return await self._begin_stop(self._want_restart)
+        if self._want_drain:
+            return self._set(State.DRAINING, "draining: no new requests; in-flight ones finish")
         if not self._want_running:
             return await self._begin_stop("stop requested")
 
     async def _draining(self) -> None:
-        # Issue-4 territory: the daemon decides when draining is over; until then the
-        # supervisor only passes through this state on the way to STOPPING.
-        await self._begin_stop("drained")
-
-    async def _begin_stop(self, reason: str) -> None:
-        self._set(State.STOPPING, reason)
+        """Out of rotation (the gate waits for the proxy to say so), then wait for in-flight work."""
+        self._want_drain = False
         if self._before_stop is not None:
+            await self._before_stop(self)
+        began = time.monotonic()
+        if self._drain_wait is not None:
+            waiting = asyncio.ensure_future(self._drain_wait(self, self.app.drain_timeout))
+            exited = asyncio.ensure_future(self._exited.wait())
+            try:
+                await asyncio.wait([waiting, exited], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiting.cancel()
+                exited.cancel()
+        if self._exited.is_set():
+            return self._set(State.STOPPED, f"exited while draining, with {self._describe_exit()}")
+        took = time.monotonic() - began
+        await self._begin_stop(f"drained in {took:.2f}s", gate=False)
+
+    async def _begin_stop(self, reason: str, *, gate: bool = True) -> None:
+        self._set(State.STOPPING, reason)
+        if gate and self._before_stop is not None:
             await self._before_stop(self)
         if self.process is not None and not self._exited.is_set():
             spawn.kill_group(self.process.pid, self.app.signal)

@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from kanri.config.model import AppConfig, Config
-from kanri.errors import NotReadyError
+from kanri.errors import NotReadyError, SupervisorError
 from kanri.supervisor import monitors
-from kanri.supervisor.instance import Instance, StopGate, Transition
+from kanri.supervisor.instance import DrainWait, Instance, StopGate, Transition
 from kanri.supervisor.logs import InstanceLog
 from kanri.supervisor.spawn import PortAllocator, kill_group
 from kanri.supervisor.states import State
@@ -64,6 +65,7 @@ class Supervisor:
         extra_env: dict[str, str] | None = None,
         watchdog: Watchdog | None = None,
         before_stop: StopGate | None = None,
+        drain_wait: DrainWait | None = None,
     ) -> None:
         self.config = config
         self.state_dir = state_dir
@@ -74,8 +76,9 @@ class Supervisor:
         self._extra_env = extra_env or {}
         self._watchdog = watchdog
         self._before_stop = before_stop
+        self._drain_wait = drain_wait
         self._tasks: asyncio.TaskGroup | None = None
-        self._monitors: list[asyncio.Task[None]] = []
+        self._monitors: dict[str, list[asyncio.Task[None]]] = {}
         self.watchers_ready: dict[str, asyncio.Event] = {}
 
     async def __aenter__(self) -> Supervisor:
@@ -92,8 +95,9 @@ class Supervisor:
         try:
             await self.stop_all()
         finally:
-            for task in self._monitors:
-                task.cancel()
+            for tasks in self._monitors.values():
+                for task in tasks:
+                    task.cancel()
             for app in self.apps.values():
                 for inst in app.instances:
                     inst.close()
@@ -104,10 +108,13 @@ class Supervisor:
 
     # -- building --------------------------------------------------------------------
 
-    def _add_instance(self, app: App, index: int) -> Instance:
+    def _add_instance(self, app: App, index: int, *, surge: bool = False) -> Instance:
+        """Create an instance (not started). A surge instance gets a fresh port even when
+        the app has a fixed ``port``, since its predecessor still holds that one."""
         assert self._tasks is not None
         cfg = app.config
-        port = self.ports.take(cfg.port + index if cfg.port is not None else None)
+        fixed = cfg.port + index if cfg.port is not None and not surge else None
+        port = self.ports.take(fixed)
         out, err = log_paths(cfg, index, self.state_dir)
         inst: Instance
 
@@ -125,30 +132,38 @@ class Supervisor:
             watchdog=self._watchdog,
             on_transition=self._on_transition,
             before_stop=self._before_stop,
+            drain_wait=self._drain_wait,
         )
-        app.instances.append(inst)
+        if not surge:
+            app.instances.append(inst)
         self._tasks.create_task(inst.run(), name=f"instance {inst.name}")
         return inst
 
     def _start_monitors(self, app: App) -> None:
-        assert self._tasks is not None
         cfg = app.config
 
         def instances() -> list[Instance]:
             return app.instances
 
+        tasks = self._monitors.setdefault(app.name, [])
         if cfg.max_memory is not None:
-            self._monitor(monitors.watch_memory(cfg, instances))
+            tasks.append(self._spawn_monitor(monitors.watch_memory(cfg, instances)))
         if cfg.cron_restart is not None:
-            self._monitor(monitors.cron_restarts(cfg, instances))
+            tasks.append(self._spawn_monitor(monitors.cron_restarts(cfg, instances)))
         if monitors.watch_paths(cfg, self.config.root):
-            own = [p for i in app.instances for p in log_paths(cfg, i.index, self.state_dir) if p]
+            own = [p for i in range(cfg.instances) for p in log_paths(cfg, i, self.state_dir) if p]
             ready = self.watchers_ready.setdefault(app.name, asyncio.Event())
-            self._monitor(monitors.watch_files(cfg, self.config.root, instances, own, ready))
+            watcher = monitors.watch_files(cfg, self.config.root, instances, own, ready)
+            tasks.append(self._spawn_monitor(watcher))
 
-    def _monitor(self, coro: object) -> None:
+    def _stop_monitors(self, name: str) -> None:
+        for task in self._monitors.pop(name, []):
+            task.cancel()
+        self.watchers_ready.pop(name, None)
+
+    def _spawn_monitor(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         assert self._tasks is not None
-        self._monitors.append(self._tasks.create_task(coro))  # type: ignore[arg-type]
+        return self._tasks.create_task(coro)
 
     # -- queries -----------------------------------------------------------------------
 
@@ -215,18 +230,99 @@ class Supervisor:
         for inst in added:
             inst.start()
         removed = app.instances[count:]
-        for inst in removed:
-            inst.close()
-        limit = app.config.kill_timeout + STOP_MARGIN
-        await asyncio.gather(
-            *(inst.wait_for(lambda s: s is State.STOPPED, limit) for inst in removed)
-        )
-        for inst in removed:
-            app.instances.remove(inst)
-            self.ports.release(inst.port)
-            inst.log.close()
+        await asyncio.gather(*(self._retire(app, inst) for inst in removed))
         if added:
             await self.wait_ready(name, added)
+
+    async def _retire(self, app: App, inst: Instance) -> None:
+        """Drain an instance out of service, wait until it has exited, and forget it."""
+        inst.drain()
+        inst.close()
+        cfg = inst.app
+        limit = cfg.drain_timeout + cfg.kill_timeout + STOP_MARGIN
+        await inst.wait_for(lambda s: s is State.STOPPED, limit)
+        if inst in app.instances:
+            app.instances.remove(inst)
+        self.ports.release(inst.port)
+        inst.log.close()
+
+    async def reload(self, name: str, targets: list[Instance] | None = None) -> None:
+        """Replace instances one at a time without downtime.
+
+        For each old instance: start a replacement on a fresh port, wait until it is
+        ready (it then enters rotation), drain the old one (out of rotation, in-flight
+        requests finish up to drain_timeout) and stop it. If a replacement never gets
+        ready, the reload stops there, the old instance stays in service, and
+        SupervisorError says why, with the replacement's last log lines.
+        """
+        app = self.apps[name]
+        for old in list(targets if targets is not None else app.instances):
+            if old not in app.instances:
+                continue
+            if not old.state.running:
+                old.restart("reload requested")  # nothing in service to protect
+                await self.wait_ready(name, [old])
+                continue
+            new = self._add_instance(app, old.index, surge=True)
+            app.instances.insert(app.instances.index(old) + 1, new)
+            new.start()
+            try:
+                await self.wait_ready(name, [new])
+            except NotReadyError as exc:
+                new.close()
+                await new.wait_for(lambda s: s is State.STOPPED, new.app.kill_timeout + STOP_MARGIN)
+                app.instances.remove(new)
+                self.ports.release(new.port)
+                new.log.close()
+                raise SupervisorError(
+                    f"reload of {name!r} stopped: the replacement for {old.name} did not become "
+                    f"ready, so {old.name} stays in service.\n{exc}"
+                ) from None
+            await self._retire(app, old)
+
+    async def apply(self, new: Config) -> dict[str, list[str]]:
+        """Move to a new config, touching only what changed; return what was done.
+
+        Added apps start; removed apps drain and stop; an app whose settings changed
+        gets a rolling reload (so a new command or env takes effect without downtime),
+        and an app whose instance count alone changed is scaled.
+        """
+        old = self.config
+        added = [n for n in new.apps if n not in old.apps]
+        removed = [n for n in old.apps if n not in new.apps]
+        changed = [n for n in new.apps if n in old.apps and new.apps[n] != old.apps[n]]
+        self.config = new
+        for name in reversed([n for n in old.app_order() if n in removed]):
+            app = self.apps[name]
+            self._stop_monitors(name)
+            await asyncio.gather(*(self._retire(app, inst) for inst in list(app.instances)))
+            del self.apps[name]
+        rescaled = []
+        for name in [n for n in new.app_order() if n in changed or n in added]:
+            cfg = new.apps[name]
+            if name in added:
+                app = self.apps[name] = App(cfg)
+                for index in range(cfg.instances):
+                    self._add_instance(app, index).start()
+                self._start_monitors(app)
+                await self.wait_ready(name)
+                continue
+            app = self.apps[name]
+            before = app.config
+            app.config = cfg
+            self._stop_monitors(name)
+            self._start_monitors(app)
+            if before.model_copy(update={"instances": cfg.instances}) == cfg:
+                rescaled.append(name)  # only the count changed: no need to replace anything
+            else:
+                await self.reload(name)
+            await self.scale(name, cfg.instances)
+        return {
+            "added": added,
+            "removed": removed,
+            "reloaded": [n for n in changed if n not in rescaled],
+            "scaled": rescaled,
+        }
 
     def start_app(self, name: str) -> None:
         for inst in self.apps[name].instances:
