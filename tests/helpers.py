@@ -118,3 +118,25 @@ class KanriUp:
                 self.proc.kill()
                 self.proc.wait()
         self._out.close()
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago (for the proxy's listen address)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def kanri_cli(config: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run one `kanri` CLI command against the project of ``config``."""
+    return subprocess.run(
+        [PY, "-m", "kanri", *args, "-c", str(config)],
+        cwd=config.parent,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

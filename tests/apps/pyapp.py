@@ -6,6 +6,9 @@
 --grow MiB          allocate MiB of memory every 0.2 s
 --no-listen         never open $PORT
 --print-lines N     print N numbered lines to stdout (and one to stderr), then serve
+--fail-if FILE      exit with code 1 at once if FILE exists (a broken deploy)
+
+GET /slow?s=N answers after N seconds (default 3).
 """
 
 import argparse
@@ -19,7 +22,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as real app servers do
+
     def do_GET(self) -> None:
+        if self.path.startswith("/slow"):
+            time.sleep(float(self.path.partition("s=")[2] or 3))
         body = json.dumps(
             {
                 "pid": os.getpid(),
@@ -48,8 +55,12 @@ def main() -> None:
     parser.add_argument("--grow", type=int, default=0)
     parser.add_argument("--no-listen", action="store_true")
     parser.add_argument("--print-lines", type=int, default=0)
+    parser.add_argument("--fail-if")
     args = parser.parse_args()
 
+    if args.fail_if and os.path.exists(args.fail_if):
+        print(f"refusing to start: {args.fail_if} exists", file=sys.stderr)
+        sys.exit(1)
     if args.exit_code is not None:
         print(f"exiting with {args.exit_code}")
         sys.exit(args.exit_code)
