@@ -1,12 +1,12 @@
 # Two commands do all set-up on a fresh machine:
-#   make demo   run kanri on the example stack
-#   make test   lint, type-check and run the test suite
+#   make demo   run kanri on the example stack (Next.js + Django) on http://127.0.0.1:8080
+#   make test   lint, type-check, set up the example, and run the whole test suite
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint clean
+.PHONY: install demo example test lint bench clean
 
 install: $(STAMP)
 
@@ -16,16 +16,20 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
-demo: $(STAMP)
-	cd examples/hello && ../../$(VENV)/bin/kanri up
+demo:
+	$(MAKE) -C examples/nextjs-django demo
+
+example:
+	$(MAKE) -C examples/nextjs-django setup
 
 lint: $(STAMP)
 	$(PY) -m ruff check kanri tests bench
 	$(PY) -m ruff format --check kanri tests bench
 	$(PY) -m mypy
 
-test: lint
+test: lint example
 	$(PY) -m pytest -q
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	$(MAKE) -C examples/nextjs-django clean
