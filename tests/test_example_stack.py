@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import tomllib
 import uuid
@@ -28,7 +27,7 @@ import httpx
 import pytest
 
 from kanri.control.client import Client
-from tests.helpers import KanriUp, kanri_cli, wait_until
+from tests.helpers import KanriUp, free_port, kanri_cli, wait_until
 from tests.load import BackgroundLoad
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "nextjs-django"
@@ -43,12 +42,6 @@ SETUP_OUTPUTS = {
     "the seeded database": BACKEND / "db.sqlite3",
     "the collected static files": BACKEND / "staticfiles" / "items" / "site.css",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def toml_value(value: Any) -> str:
