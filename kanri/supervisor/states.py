@@ -1,26 +1,23 @@
-"""Instance states and the only transitions allowed between them.
+r"""Instance states and the only transitions allowed between them.
 
 Stdlib only, so it can be read (and tested) on its own. The graph::
 
-                 start                ready check passes
-    STOPPED ----------------> STARTING ------------------> READY
-       ^  ^                   |  |  |                      |  |  |
-       |  |  exited, no       |  |  | stop / not ready    |  |  | reload, scale down
-       |  |  restart wanted   |  |  | in ready_timeout    |  |  v
-       |  +-------------------+  |  v                     |  |  DRAINING
-       |                         |  STOPPING <------------+--|--+
-       |      process exited     |     |      stop           |  | in-flight done
-       +-------------------------|-----+                      |  v
-                                 |                            |  STOPPING
-                     crashed     v          crashed           |
-                  +--------- BACKOFF <------------------------+
-                  |  delay elapsed: STARTING
-                  |
-                  +--- too many fast crashes: ERRORED --(cool-down)--> STARTING
+       STOPPED --start--> STARTING --ready--> READY --reload, scale down--> DRAINING
+          ^                  |                  |                               |
+          |                  | stop, or not     | stop, restart (asked,         | in-flight done,
+          |                  | ready in time    | memory, cron, watch)          | or drain_timeout
+          |                  v                  v                               v
+          +--- exited --- STOPPING <------------+-------------------------------+
 
-Every change goes through ``transition()``, which refuses an edge that is not
-in the table: a bug in the supervisor shows up as an error, not as an
-instance in an impossible state.
+       STARTING, READY --crashed--> BACKOFF --restart delay over--> STARTING
+                               \--> ERRORED (crash loop) --errored_retry over--> STARTING
+       STOPPING --killed for not getting ready--> BACKOFF or ERRORED
+       STARTING, READY, DRAINING --exited, no restart wanted--> STOPPED
+       BACKOFF, ERRORED --stop--> STOPPED
+
+Every change goes through ``check_transition()``, which refuses an edge that
+is not in the table: a bug in the supervisor shows up as an error at once,
+not as an instance in an impossible state.
 """
 
 from __future__ import annotations
