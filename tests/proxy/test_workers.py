@@ -181,3 +181,32 @@ def test_removed_instance_drains_its_in_flight_requests(
     finally:
         thread.join()
     assert result == [200]
+
+
+def test_json_access_log_to_a_configured_path(tmp_path: Path, upstream: TestUpstream) -> None:
+    path = tmp_path / "custom" / "access.json"
+    running = RunningProxy(tmp_path, access_log=str(path), access_log_format="json")
+    try:
+        running.publish(snapshot([route("/", tmp_path, app="app")], {"app": [upstream.upstream()]}))
+        with httpx.Client(base_url=running.url) as client:
+            assert client.get("/echo?x=1", headers={"User-Agent": "json-test"}).status_code == 200
+            assert client.get("/nowhere-else", headers={"Host": "other"}).status_code == 200
+        wait_for(lambda: path.exists() and path.read_text().count("json-test") >= 1, what="log")
+        record = json.loads(path.read_text().splitlines()[0])
+        assert record["status"] == 200 and record["user_agent"] == "json-test"
+        assert "/echo?x=1" in json.dumps(record) and record["remote_addr"] == "127.0.0.1"
+    finally:
+        running.close()
+
+
+def test_access_log_off_writes_nothing(tmp_path: Path, upstream: TestUpstream) -> None:
+    running = RunningProxy(tmp_path, access_log=False)
+    try:
+        running.publish(snapshot([route("/", tmp_path, app="app")], {"app": [upstream.upstream()]}))
+        with httpx.Client(base_url=running.url) as client:
+            for _ in range(5):
+                assert client.get("/echo").status_code == 200
+        assert sum(s.requests for s in running.stats()) >= 5  # served, and counted
+    finally:
+        running.close()
+    assert not (tmp_path / "logs" / "access.log").exists()
