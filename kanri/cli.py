@@ -76,7 +76,21 @@ def run_client(action: Any) -> Any:
         fail(str(exc))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class KanriGroup(click.Group):
+    """Turns any KanriError that reaches the top into a message and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from kanri.importers import ImporterError
+
+        try:
+            return super().invoke(ctx)
+        except ImporterError as exc:
+            fail(str(exc), EXIT_USAGE)
+        except KanriError as exc:
+            fail(str(exc))
+
+
+@click.group(cls=KanriGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="kanri")
 def main() -> None:
     """Run a whole web stack on one server from one kanri.toml."""
@@ -369,3 +383,12 @@ def scale(config_file: Path, app: str, count: int) -> None:
     """Run COUNT instances of APP from now on."""
     result = run_client(lambda: client_for(config_file).scale(app, count))
     click.echo(f"{result['app']}: {result['instances']} instance(s)")
+
+
+def _register_import() -> None:
+    from kanri.importers import import_group
+
+    main.add_command(import_group)
+
+
+_register_import()

@@ -1,0 +1,5 @@
+module.exports = {
+  apps: [
+    { name: "web", script: "server.js",, },
+  ],
+};
