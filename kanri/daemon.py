@@ -266,7 +266,7 @@ class Daemon:
             ready = tuple(
                 Upstream(inst.key, name, "127.0.0.1", inst.port)
                 for inst in app.instances
-                if inst.state is State.READY
+                if inst.state is State.READY and cfg.ready == "port"
             )
             apps[name] = AppTargets(name, ready, cfg.balance, cfg.health, cfg.health_interval)
         self._version += 1

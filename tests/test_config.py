@@ -865,3 +865,23 @@ def test_describe_config_without_proxy() -> None:
         "apps (1, in start order):",
         "  job  1 instance, port auto",
     ]
+
+
+def test_a_worker_without_a_port_cannot_be_routed_to(tmp_path: Path) -> None:
+    config = tmp_path / "kanri.toml"
+    config.write_text(
+        '[apps.queue]\ncommand = "python worker.py"\nready = "started"\nhealth = "/health"\n'
+        '[[routes]]\npath = "/"\napp = "queue"\n'
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(config)
+    by_path = {p.path: p.message for p in caught.value.problems}
+    assert "drop one of them" in by_path["apps.queue"]
+    config.write_text(
+        '[apps.queue]\ncommand = "python worker.py"\nready = "started"\n'
+        '[apps.web]\ncommand = "node s.js"\n'
+        '[[routes]]\npath = "/"\napp = "queue"\n'
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(config)
+    assert "serves no port" in {p.path: p.message for p in caught.value.problems}["routes[0].app"]

@@ -244,3 +244,17 @@ def test_user_and_group_switch(tmp_path: Path) -> None:
         assert proc.gids().real == grp.getgrnam("nogroup").gr_gid
 
     run_stack(tmp_path, toml, body)
+
+
+def test_a_worker_that_serves_no_port_is_ready_once_started(tmp_path: Path) -> None:
+    toml = app("queue", "--no-listen", 'ready = "started"\nready_timeout = "1s"')
+
+    async def body(sup: Supervisor, events: list[Transition]) -> None:
+        sup.start_app("queue")
+        await sup.wait_ready("queue")
+        inst = sup.instances("queue")[0]
+        assert inst.pid is not None and alive(inst.pid)
+        await asyncio.sleep(1.5)  # past ready_timeout: still ready, never killed as "not ready"
+        assert inst.state is State.READY and inst.spawns == 1
+
+    run_stack(tmp_path, toml, body)

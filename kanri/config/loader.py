@@ -20,7 +20,7 @@ import os
 import pwd
 import re
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -123,6 +123,7 @@ class _Loader:
         # -- pass 3: across sections, on what validated ------------------------------------
         app_names = list(apps_raw)
         self.check_routes(routes, app_names)
+        self.check_routed_apps_listen(routes, apps)
         self.check_apps(apps, apps_raw, app_names)
         if env_name is not None:
             apps = self.apply_profile(apps, apps_raw, env_name)
@@ -259,6 +260,18 @@ class _Loader:
         return ok
 
     # -- pass 3: cross-checks ----------------------------------------------------------------
+
+    def check_routed_apps_listen(
+        self, routes: dict[int, Route], apps: Mapping[str, AppConfig]
+    ) -> None:
+        for index, route in routes.items():
+            app = apps.get(route.app) if route.app is not None else None
+            if app is not None and app.ready == "started":
+                self.problem(
+                    key_path("routes", index, "app"),
+                    f'app {route.app!r} has ready = "started": it serves no port, so a route'
+                    " cannot send it requests; route to an app that listens on $PORT",
+                )
 
     def check_routes(self, routes: dict[int, Route], app_names: Sequence[str]) -> None:
         seen: dict[tuple[str | None, str, bool], int] = {}

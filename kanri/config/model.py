@@ -76,6 +76,7 @@ class AppConfig(_Frozen):
     instances: int = 1
     port: StrictInt | None = Field(default=None, ge=1, le=65535)
     health: str | None = None
+    ready: Literal["port", "started"] = "port"
     health_interval: Duration = 10.0
     restart: RestartPolicy = "always"
     min_uptime: Duration = 5.0
@@ -145,6 +146,15 @@ class AppConfig(_Frozen):
         if value < 1:
             raise ValueError(f'{value} instances is too few; use a whole number >= 1 or "max"')
         return value
+
+    @model_validator(mode="after")
+    def _health_needs_a_port(self) -> AppConfig:
+        if self.ready == "started" and self.health is not None:
+            raise ValueError(
+                'health is checked on $PORT, but ready = "started" says the app serves no '
+                "port; drop one of them"
+            )
+        return self
 
     @field_validator("health")
     @classmethod

@@ -19,7 +19,7 @@ from kanri.importers.pm2_values import NAME_BAD, PLACEHOLDER
 
 _READY = (
     "kanri counts an instance ready once it accepts connections on $PORT (or answers `health`),"
-    " so this app must listen on $PORT"
+    ' so this app must listen on $PORT; a worker that serves no port needs ready = "started"'
 )
 _FILL = (
     "the command that starts this app, listening on $PORT, e.g."

@@ -271,6 +271,9 @@ class Instance:
                 return self._after_exit()
             if not self._want_running or self._want_restart:
                 return await self._begin_stop("stop requested while starting")
+            if self.app.ready == "started":
+                self.ready_at = time.monotonic()
+                return self._set(State.READY, 'started (ready = "started": no port to check)')
             if time.monotonic() >= deadline:
                 self._failed_start = True
                 self.log.line(
