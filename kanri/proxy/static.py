@@ -386,6 +386,8 @@ class FileStream:
     def wake(self) -> None:
         conn = self.conn
         while self.remaining > 0 and not conn.write_paused and not conn.closed:
+            if self._sendfile():
+                continue
             try:
                 data = os.pread(self.fd, min(STREAM_CHUNK, self.remaining), self.offset)
             except OSError:
@@ -400,6 +402,33 @@ class FileStream:
         if self.remaining <= 0:
             self.stop()
             conn.response_done(self.ex)
+
+    def _sendfile(self) -> bool:
+        """Let the kernel copy file to socket while the transport has nothing queued.
+
+        uvloop has no loop.sendfile, but once its write buffer is empty every earlier
+        byte is in the kernel, so writing to the socket directly keeps the order. When
+        the socket is full, one chunk goes through the transport instead: it queues it,
+        pauses us, and wakes us when the client has read enough.
+        """
+        transport = self.conn.transport
+        if transport is None or transport.get_write_buffer_size() != 0:
+            return False
+        sock = transport.get_extra_info("socket")
+        if sock is None:
+            return False
+        try:
+            sent = os.sendfile(sock.fileno(), self.fd, self.offset, self.remaining)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return False  # not a socket sendfile handles: fall back to reading and writing
+        if sent <= 0:
+            return False
+        self.offset += sent
+        self.remaining -= sent
+        self.ex.bytes_out += sent
+        return True
 
     def stop(self) -> None:
         if self.fd >= 0:

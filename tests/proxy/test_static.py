@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +16,9 @@ import pytest
 from tests.proxy.helpers import RunningProxy, read_response, route, snapshot
 
 BIG = bytes(range(256)) * 1024  # 256 KiB: streamed rather than sent in one write
+HUGE = os.urandom(
+    24 * 1024 * 1024
+)  # far more than a socket buffer: sendfile must wait for the reader
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +34,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (public / "index.html").write_text("<h1>home</h1>")
     (public / "docs" / "index.html").write_text("<h1>docs</h1>")
     (public / "big.bin").write_bytes(BIG)
+    (public / "huge.bin").write_bytes(HUGE)
     (public / "spa").mkdir()
     (public / "spa" / "index.html").write_text("<div id=app></div>")
     (base / "secret.txt").write_text("top secret")
@@ -171,3 +177,29 @@ def test_traversal_is_refused(proxy: RunningProxy, target: bytes) -> None:
         status, _, body = read_response(sock)
     assert status in (400, 403, 404)
     assert b"top secret" not in body
+
+
+def test_huge_file_to_a_slow_pipelined_reader_arrives_whole_and_in_order(
+    proxy: RunningProxy,
+) -> None:
+    """Two pipelined requests, the first a file much larger than the socket buffers, read
+    slowly: every byte must arrive, in order, and the second answer right after."""
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=30) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        sock.sendall(
+            b"GET /static/huge.bin HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /static/style.css HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        received = bytearray()
+        expected_tail = b"body{}"
+        while not received.endswith(expected_tail):
+            chunk = sock.recv(256 * 1024)
+            assert chunk, "the connection closed early"
+            received += chunk
+            if len(received) < 4 * 1024 * 1024:
+                time.sleep(0.002)  # a slow reader at first: the proxy must wait for it
+    head, _, rest = bytes(received).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and f"Content-Length: {len(HUGE)}".encode() in head
+    assert hashlib.sha256(rest[: len(HUGE)]).digest() == hashlib.sha256(HUGE).digest()
+    second = rest[len(HUGE) :]
+    assert second.startswith(b"HTTP/1.1 200") and second.endswith(b"\r\n\r\nbody{}")
