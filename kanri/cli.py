@@ -283,14 +283,16 @@ def describe(config_file: Path, as_json: bool, app: str) -> None:
 
 @main.command()
 @config_option
-@click.argument("app", required=False)
+@click.argument("target", required=False)
 @click.option(
     "-n", "--lines", "count", default=20, show_default=True, help="How many recent lines."
 )
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines as they come.")
 @click.option("--since", metavar="DURATION", help='Only lines newer than this, e.g. "10m".')
-def logs(config_file: Path, app: str | None, count: int, follow: bool, since: str | None) -> None:
-    """Print recent log lines of one app (or all), and follow them with -f."""
+def logs(
+    config_file: Path, target: str | None, count: int, follow: bool, since: str | None
+) -> None:
+    """Print recent log lines of TARGET (an app, app:N, or all); -f follows new ones."""
     seconds = None
     if since is not None:
         try:
@@ -298,7 +300,7 @@ def logs(config_file: Path, app: str | None, count: int, follow: bool, since: st
         except ValueError as exc:
             fail(f"--since: {exc}", EXIT_USAGE)
     client = client_for(config_file)
-    path = client.logs_path(app, count, seconds, follow)
+    path = client.logs_path(target, count, seconds, follow)
     try:
         if follow:
             for item in client.stream(path):

@@ -457,12 +457,10 @@ class Daemon:
         return {"app": app, "instances": len(sup.apps[app].instances)}
 
     def log_lines(self, app: str | None, count: int, since: float | None) -> list[dict[str, str]]:
-        sup = self._sup()
-        if app is not None and app not in sup.apps:
-            raise UnknownTargetError(f"no app named {app!r}; apps: {', '.join(sup.apps) or 'none'}")
+        chosen = self._resolve(app or "all")
         cutoff = timestamp(time.time() - since) if since is not None else None
         lines: list[dict[str, str]] = []
-        for inst in sup.instances(app):
+        for inst in chosen:
             for path in log_paths(inst.app, inst.index, self.state_dir):
                 if path is None:
                     continue
@@ -473,14 +471,18 @@ class Daemon:
         return lines[-count:] if count else []
 
     async def follow_logs(self, app: str | None) -> AsyncIterator[dict[str, str]]:
-        if app is not None and app not in self._sup().apps:
-            raise UnknownTargetError(f"no app named {app!r}")
+        self._resolve(app or "all")  # an unknown app or instance is an error, not silence
+
+        def wanted(name: str) -> bool:
+            if app is None or app == "all":
+                return True
+            return name == app if ":" in app else name.startswith(f"{app}:")
+
         queue: asyncio.Queue[dict[str, str] | None] = asyncio.Queue(FOLLOW_QUEUE)
         self._followers.add(queue)
-        prefix = f"{app}:"
         try:
             while (item := await queue.get()) is not None:
-                if app is None or item["instance"].startswith(prefix):
+                if wanted(item["instance"]):
                     yield item
         finally:
             self._followers.discard(queue)

@@ -85,6 +85,9 @@ def test_daemon_lifecycle_against_real_processes(tmp_path: Path, projects: list[
     logs = kanri(project, "logs", "api", "-n", "2").stdout.splitlines()
     assert len(logs) == 2 and all(line.startswith("api:") for line in logs)
     assert all(" | 20" in line for line in logs), "each line carries its timestamp"
+    one = kanri(project, "logs", "api:1", "-n", "50").stdout.splitlines()
+    assert one and all(line.startswith("api:1 | ") for line in one)
+    assert kanri(project, "logs", "api:9", check=False).returncode == 1
 
     # restart: a new pid, the old process gone
     old = {r["name"]: r["pid"] for r in rows}
