@@ -194,6 +194,7 @@ class Daemon:
             watchdog=watchdog,
             before_stop=self._out_of_rotation,
             drain_wait=self._wait_drained,
+            on_note=self.note,
         ) as sup:
             self.supervisor = sup
             if proxy_config is None:

@@ -258,3 +258,37 @@ def test_a_worker_that_serves_no_port_is_ready_once_started(tmp_path: Path) -> N
         assert inst.state is State.READY and inst.spawns == 1
 
     run_stack(tmp_path, toml, body)
+
+
+def test_an_unwritable_log_loses_lines_not_the_app(tmp_path: Path) -> None:
+    # /dev/full answers every write with ENOSPC, as a full disk would.
+    toml = app("noisy", "--print-lines 20", 'out_file = "/dev/full"')
+
+    async def body(sup: Supervisor, events: list[Transition]) -> None:
+        sup.start_app("noisy")
+        inst = sup.instances("noisy")[0]
+        assert await inst.wait_for(lambda s: s is State.READY, 10)
+        await async_wait_until(lambda: inst.log.out.dropped >= 20, 10, "the lines to be dropped")
+        assert inst.state is State.READY and "line 19" in " ".join(inst.log.tail)
+
+    run_stack(tmp_path, toml, body)
+
+
+def test_a_failing_watcher_takes_nothing_down(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    toml = app("dev", "", f'watch = ["{src}"]')
+
+    async def body(sup: Supervisor, events: list[Transition]) -> None:
+        sup.start_app("dev")
+        inst = sup.instances("dev")[0]
+        assert await inst.wait_for(lambda s: s is State.READY, 10)
+        await asyncio.wait_for(sup.watchers_ready["dev"].wait(), 10)
+        src.rmdir()  # the watched directory disappears under the watcher
+        first = inst.pid
+        sup.restart_app("dev")  # the supervisor still answers, and the app still restarts
+        await async_wait_until(
+            lambda: inst.state is State.READY and inst.pid != first, 10, "a restart"
+        )
+
+    run_stack(tmp_path, toml, body)

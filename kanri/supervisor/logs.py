@@ -30,6 +30,8 @@ class RotatingFile:
         self.max_size = max_size
         self.backups = backups
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.dropped = 0  # writes lost to errors such as a full disk
+        self._closed = False
         self._fd = self._open()
         self._size = os.fstat(self._fd).st_size
 
@@ -37,13 +39,26 @@ class RotatingFile:
         return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
 
     def write(self, data: bytes) -> None:
-        if self._size and self._size + len(data) > self.max_size:
-            self.rotate()
-        os.write(self._fd, data)
-        self._size += len(data)
+        """Append data; on a full disk (or a file removed under us) drop it, never raise.
+
+        A log that cannot be written must not take the daemon, or the app, down.
+        """
+        if self._closed:
+            return
+        try:
+            if self._fd < 0:
+                self._fd = self._open()
+                self._size = os.fstat(self._fd).st_size
+            if self._size and self._size + len(data) > self.max_size:
+                self.rotate()
+            os.write(self._fd, data)
+            self._size += len(data)
+        except OSError:
+            self.dropped += 1
 
     def rotate(self) -> None:
-        os.close(self._fd)
+        fd, self._fd = self._fd, -1
+        os.close(fd)
         if self.backups == 0:
             os.truncate(self.path, 0)
         else:
@@ -56,6 +71,7 @@ class RotatingFile:
         self._size = 0
 
     def close(self) -> None:
+        self._closed = True
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

@@ -66,6 +66,7 @@ class Supervisor:
         watchdog: Watchdog | None = None,
         before_stop: StopGate | None = None,
         drain_wait: DrainWait | None = None,
+        on_note: Callable[[str], None] | None = None,
     ) -> None:
         self.config = config
         self.state_dir = state_dir
@@ -77,6 +78,7 @@ class Supervisor:
         self._watchdog = watchdog
         self._before_stop = before_stop
         self._drain_wait = drain_wait
+        self._on_note = on_note
         self._tasks: asyncio.TaskGroup | None = None
         self._monitors: dict[str, list[asyncio.Task[None]]] = {}
         self.watchers_ready: dict[str, asyncio.Event] = {}
@@ -163,7 +165,16 @@ class Supervisor:
 
     def _spawn_monitor(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         assert self._tasks is not None
-        return self._tasks.create_task(coro)
+        return self._tasks.create_task(self._guarded(coro))
+
+    async def _guarded(self, coro: Coroutine[Any, Any, None]) -> None:
+        """A monitor that fails (a watched directory deleted, ...) is reported and ends;
+        it must never take the supervisor, and with it every app, down."""
+        try:
+            await coro
+        except Exception as exc:
+            if self._on_note is not None:
+                self._on_note(f"a monitor stopped: {type(exc).__name__}: {exc}")
 
     # -- queries -----------------------------------------------------------------------
 
