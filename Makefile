@@ -1,6 +1,7 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   run kanri on the example stack (Next.js + Django) on http://127.0.0.1:8080
 #   make test   lint, type-check, set up the example, and run the whole test suite
+#   make bench  kanri against nginx, HAProxy, Caddy and PM2 (about 10 minutes; writes docs/benchmarks.md)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -29,6 +30,9 @@ lint: $(STAMP)
 
 test: lint example
 	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) -m bench all
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,19 +1,35 @@
-"""`python -m bench SCENARIO [options]`: run one benchmark scenario."""
+"""`python -m bench SCENARIO [options]`: run one benchmark scenario, or `all` of them."""
 
 from __future__ import annotations
 
+import importlib
 import sys
 
-SCENARIOS = {"soak": "bench.soak"}
+from bench.suite import NAMES
+
+SCENARIOS = {"soak": "bench.soak", "install": "bench.peers"}
+USAGE = (
+    "usage: python -m bench SCENARIO [--seconds S] [--rounds R] [--workers 1|2|both] [--smoke]\n"
+    "scenarios: all, "
+    + ", ".join(f"{n} ({name})" for name, n in NAMES.items() if not name.isdigit())
+    + ", soak, install (the peers)\n"
+    "python -m bench SCENARIO --help for the options"
+)
 
 
 def main() -> int:
-    if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help") or sys.argv[1] not in SCENARIOS:
-        print("usage: python -m bench SCENARIO [options]; scenarios: " + ", ".join(SCENARIOS))
-        return 0 if len(sys.argv) >= 2 and sys.argv[1] in ("-h", "--help") else 2
-    import importlib
+    name = sys.argv[1] if len(sys.argv) >= 2 else ""
+    if name in ("-h", "--help"):
+        print(USAGE)
+        return 0
+    if name == "all" or name in NAMES:
+        from bench import suite
 
-    module = importlib.import_module(SCENARIOS[sys.argv[1]])
+        return suite.main(name, sys.argv[2:])
+    if name not in SCENARIOS:
+        print(USAGE)
+        return 2
+    module = importlib.import_module(SCENARIOS[name])
     code: int = module.main(sys.argv[2:])
     return code
 

@@ -1,0 +1,228 @@
+"""Tables of results, the machine they were measured on, and docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import peers
+
+DOCS = Path(__file__).parent.parent / "docs" / "benchmarks.md"
+VERSIONS = (
+    "kanri",
+    "python",
+    "uvloop",
+    "nginx",
+    "haproxy",
+    "caddy",
+    "pm2",
+    "node",
+    "wrk",
+    "supervisord",
+)
+Row = dict[str, Any]
+
+
+@dataclass
+class Table:
+    """One scenario's results: ``rows`` hold raw numbers, ``columns`` say how to show them."""
+
+    scenario: int
+    title: str
+    about: str  # what was measured and how, in a sentence or two
+    columns: list[tuple[str, str, str]]  # (header, row key, format spec or "" for str)
+    rows: list[Row] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # "contender: why"
+
+    def markdown(self) -> str:
+        out = [f"### {self.scenario}. {self.title}", "", self.about, ""]
+        if self.rows:
+            out.append("| " + " | ".join(h for h, _, _ in self.columns) + " |")
+            out.append("|" + "|".join("---" for _ in self.columns) + "|")
+            for row in self.rows:
+                cells = []
+                for _, key, spec in self.columns:
+                    value = row.get(key)
+                    if value is None or value == "":
+                        cells.append("-")
+                    elif spec and isinstance(value, int | float):
+                        cells.append(format(value, spec))
+                    else:
+                        cells.append(str(value))
+                out.append("| " + " | ".join(cells) + " |")
+        for why in self.skipped:
+            out.append(f"\nNot measured: {why}.")
+        return "\n".join(out) + "\n"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario,
+            "title": self.title,
+            "rows": self.rows,
+            "skipped": self.skipped,
+        }
+
+
+def median(values: Iterable[float]) -> float:
+    return statistics.median(list(values))
+
+
+def add_ratios(rows: list[Row], *, group: Sequence[str], base: str, keys: Sequence[str]) -> None:
+    """For each row, key_x = row[key] / row[key] of the ``base`` contender in the same group."""
+    bases = {tuple(r.get(g) for g in group): r for r in rows if r["contender"] == base}
+    for row in rows:
+        ref = bases.get(tuple(row.get(g) for g in group))
+        for key in keys:
+            value, ref_value = row.get(key), ref.get(key) if ref else None
+            if isinstance(value, int | float) and isinstance(ref_value, int | float) and ref_value:
+                row[key + "_x"] = value / ref_value
+
+
+def machine() -> dict[str, str]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cpu": model,
+        "cores": str(os.cpu_count()),
+        "kernel": platform.release(),
+        "load average at start": load,
+    }
+
+
+def versions() -> dict[str, str]:
+    return {name: peers.version(name) for name in VERSIONS}
+
+
+def header(info: dict[str, str], vers: dict[str, str]) -> str:
+    lines = ["| machine | |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in info.items()]
+    lines += ["", "| software | version |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in vers.items()]
+    return "\n".join(lines) + "\n"
+
+
+def print_tables(tables: Iterable[Table]) -> None:
+    for table in tables:
+        print()
+        print(table.markdown(), flush=True)
+
+
+def write_json(path: Path, tables: Iterable[Table], info: dict[str, str]) -> None:
+    path.write_text(
+        json.dumps({"machine": info, "tables": [t.to_json() for t in tables]}, indent=1)
+    )
+
+
+@dataclass(frozen=True)
+class Target:
+    what: str
+    verdict: str  # "met", "missed" or "not measured"
+    detail: str
+
+
+def write_docs(
+    path: Path,
+    *,
+    tables: list[Table],
+    info: dict[str, str],
+    vers: dict[str, str],
+    targets: list[Target],
+    settings: str,
+    elapsed: float,
+) -> None:
+    out = [INTRO, "## This run", "", header(info, vers), settings, ""]
+    out.append(f"The whole run took {elapsed / 60:.1f} minutes.\n")
+    if targets:
+        out += ["## Targets", "", "| target | verdict | measured |", "|---|---|---|"]
+        out += [f"| {t.what} | {t.verdict} | {t.detail} |" for t in targets]
+        out.append("")
+    out += ["## Results", ""]
+    out += [t.markdown() for t in sorted(tables, key=lambda t: t.scenario)]
+    out.append(METHOD)
+    path.write_text("\n".join(out))
+
+
+INTRO = """# Benchmarks
+
+kanri against the tools it replaces, measured in one run on one machine:
+nginx, HAProxy and Caddy as proxies and static file servers; PM2 (with and
+without nginx in front) and supervisord as process managers. This page is
+written by `make bench` (`python -m bench all`); run it again to measure your
+own machine. Single scenarios: `python -m bench 1` ... `python -m bench 9`
+(or by name: `small`, `large`, `upload`, `static`, `node`, `restart`,
+`footprint`, `idle`, `reload`), with `--seconds S`, `--rounds R`,
+`--workers 1|2|both`. Missing peers are installed on demand (`apt-get`,
+`npm`), or `python -m bench install` installs them all first.
+
+**CPU µs/req** is the main figure: the user + system CPU time that the
+contender's own processes spent during the run (from `/proc/PID/stat`),
+divided by the requests `wrk` completed. It holds steady on a busy machine
+where requests per second do not. "of which user" is its user-mode part; the
+rest is kernel time, mostly the socket reads and writes, which every proxy
+needs the same number of (a proxied request is two reads and two writes).
+`x nginx` is the ratio to nginx in the same scenario, with the same number of
+workers; lower is better for CPU and latency, higher for requests per second.
+"""
+
+METHOD = """## How it is measured
+
+- **Load**: `wrk -t1 -cC -dS --timeout 5s --latency` on loopback, identical for
+  every contender; C is 64 (16 for the 1 MiB bodies). The upload uses a Lua
+  script that POSTs a 1 MiB body. Each contender gets a 1 s warm-up run, then
+  each measurement is repeated over the rounds with the contenders' order
+  rotated between rounds; the figures are medians over the rounds.
+- **The same upstream** for every proxy: one nginx process with one worker that
+  answers `GET /` with a 13-byte body, serves the 64 KiB file, and answers
+  `POST /upload` after reading the body. kanri can only route to apps it runs,
+  so its app is a stand-in (`sleep`) whose fixed `port` is that upstream's:
+  kanri's proxy sends its requests to the same process as the others.
+- **Equal settings**: each proxy with 1 and with 2 workers (nginx
+  `worker_processes`, HAProxy `nbthread`, Caddy `GOMAXPROCS`, kanri `workers`),
+  access logs off, upstream keep-alive with the same pool size as kanri's
+  `upstream_keepalive`, `X-Forwarded-For/-Proto/-Host` and `X-Real-IP` added by
+  every proxy. nginx: `proxy_http_version 1.1`, `proxy_set_header Connection ""`,
+  `upstream { keepalive N; }`, `reuseport`, `sendfile on`, `tcp_nopush on`,
+  `open_file_cache` valid for 1 s (as kanri's static cache),
+  `proxy_request_buffering off` (uploads stream as in kanri) and 16 x 16k proxy
+  buffers (a 64 KiB answer stays in memory). HAProxy: `http-reuse always`,
+  `option http-keep-alive`. Caddy: `admin off`, no access log,
+  `reverse_proxy` with a keep-alive pool, `file_server` for static files.
+- **Processes counted**: kanri's daemon and its proxy workers; nginx's master
+  and workers; the HAProxy and Caddy processes. In scenario 5 the stack figure
+  adds the Node.js instances and PM2's daemon. The load generator and the
+  upstream are never counted.
+- **Scenario 5**: the Node.js app is `bench/apps/hello.js`. PM2's fork
+  instances get `PORT` and `PORT+1` (`increment_var`); cluster mode shares one
+  port through Node's cluster module.
+- **Scenario 6**: `kill -9` of the only instance, then a GET to the instance's
+  port every few milliseconds (each attempt given up after 250 ms: in PM2
+  cluster mode a connection handed to the dead worker hangs) until one
+  answers 200; both supervisors with `min_uptime` 1 s and the kill repeated
+  after it, so no restart backoff applies. kanri waits its default
+  `restart_delay` (100 ms) before a restart.
+- **Scenario 7**: 10 apps (`bench/apps/idle.py`, listening on their port and
+  idle), RSS and PSS after they are all up; the apps themselves not counted.
+- **Scenario 8**: 5,000 clients each send one GET and keep the connection
+  open; the proxy's RSS after, minus before, divided by 5,000.
+- **Scenario 9**: 32 keep-alive clients (a Python asyncio load generator,
+  `bench/load.py`) send GETs through the proxy; a quarter of the way in, the
+  app is reloaded (or one of two instances is killed with `kill -9`). A
+  failed request is a connection error, a timeout or a 5xx. nginx in front of
+  PM2 keeps its defaults here (`max_fails=1 fail_timeout=10s`,
+  `proxy_next_upstream error timeout`), as most setups do.
+"""
