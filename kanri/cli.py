@@ -77,7 +77,21 @@ def run_client(action: Any) -> Any:
 
 
 class KanriGroup(click.Group):
-    """Turns any KanriError that reaches the top into a message and an exit code."""
+    """Turns any KanriError that reaches the top into a message and an exit code.
+
+    `kanri import` is loaded only when asked for: the daemon runs this same
+    module and should not carry the importers in its memory.
+    """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), "import"])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name == "import":
+            from kanri.importers import import_group
+
+            return import_group
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         from kanri.importers import ImporterError
@@ -385,12 +399,3 @@ def scale(config_file: Path, app: str, count: int) -> None:
     """Run COUNT instances of APP from now on."""
     result = run_client(lambda: client_for(config_file).scale(app, count))
     click.echo(f"{result['app']}: {result['instances']} instance(s)")
-
-
-def _register_import() -> None:
-    from kanri.importers import import_group
-
-    main.add_command(import_group)
-
-
-_register_import()

@@ -172,7 +172,7 @@ def test_watched_file_change_restarts_the_app(tmp_path: Path) -> None:
 def test_watch_filter_ignores_defaults_patterns_and_own_logs(tmp_path: Path) -> None:
     from watchfiles import Change
 
-    from kanri.supervisor.monitors import _WatchFilter
+    from kanri.supervisor.watching import _WatchFilter
 
     own_log = tmp_path / "app.log"
     keep = _WatchFilter(["*.tmp", "build"], [own_log])

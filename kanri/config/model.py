@@ -15,7 +15,6 @@ import signal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from croniter import croniter
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -180,6 +179,8 @@ class AppConfig(_Frozen):
     def _cron(cls, value: str | None) -> str | None:
         if value is None:
             return None
+        from croniter import croniter  # only configs with cron_restart pay for it
+
         if not croniter.is_valid(value):
             raise ValueError(f'{value!r} is not a cron expression; e.g. "0 3 * * *" (03:00 daily)')
         return value

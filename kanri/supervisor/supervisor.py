@@ -155,7 +155,9 @@ class Supervisor:
         if monitors.watch_paths(cfg, self.config.root):
             own = [p for i in range(cfg.instances) for p in log_paths(cfg, i, self.state_dir) if p]
             ready = self.watchers_ready.setdefault(app.name, asyncio.Event())
-            watcher = monitors.watch_files(cfg, self.config.root, instances, own, ready)
+            from kanri.supervisor.watching import watch_files
+
+            watcher = watch_files(cfg, self.config.root, instances, own, ready)
             tasks.append(self._spawn_monitor(watcher))
 
     def _stop_monitors(self, name: str) -> None:
