@@ -156,6 +156,18 @@ def run_daemon(config: Config, printer: Any) -> int:
         fail(f"{exc}; see it with `kanri ls`, stop it with `kanri down`")
     except KanriError as exc:
         fail(str(exc))
+    except BaseExceptionGroup as group:  # raised through a task group: show ours, plainly
+        matched, _ = group.split(KanriError)
+        if matched is None:
+            raise
+        fail("\n".join(str(e) for e in _leaves(matched)))
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
 
 
 def start_detached(config: Config, config_file: Path, env_name: str | None) -> int:

@@ -13,6 +13,7 @@ import fcntl
 import json
 import os
 import signal
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -153,18 +154,27 @@ class Daemon:
         """
         lock = ProjectLock(self.state_dir)
         lock.acquire()
+        try:
+            # Bind before anything starts: a taken port is a clear error, not a half-started stack.
+            proxy = self.config.proxy
+            listeners = bind_listeners(proxy) if proxy is not None else []
+        except BaseException:
+            lock.release()
+            raise
         self.log = RotatingFile(
             self.state_dir / "logs" / "kanri.log", DAEMON_LOG_SIZE, DAEMON_LOG_BACKUPS
         )
         watchdog = Watchdog()
         try:
-            return await self._run(watchdog)
+            return await self._run(watchdog, listeners)
         finally:
+            for sock in listeners:
+                sock.close()
             watchdog.close()
             self.log.close()
             lock.release()
 
-    async def _run(self, watchdog: Watchdog) -> int:
+    async def _run(self, watchdog: Watchdog, listeners: list[socket.socket]) -> int:
         self._install_signals()
         self.note(
             f"kanri {__version__} (pid {os.getpid()}) starting {len(self.config.apps)} app(s) "
@@ -175,16 +185,14 @@ class Daemon:
             asyncio.TaskGroup() as tasks,
         ):
             signals = tasks.create_task(self._read_signals())
-            code = await self._supervise(watchdog)
+            code = await self._supervise(watchdog, listeners)
             signals.cancel()
             self._end_followers()
         self.note("all apps stopped; bye")
         return code
 
-    async def _supervise(self, watchdog: Watchdog) -> int:
+    async def _supervise(self, watchdog: Watchdog, listeners: list[socket.socket]) -> int:
         proxy_config = self.config.proxy
-        # Bind before anything starts: a taken port is a clear error, not a half-started stack.
-        listeners = bind_listeners(proxy_config) if proxy_config is not None else []
         async with Supervisor(
             self.config,
             self.state_dir,
@@ -212,8 +220,6 @@ class Daemon:
                     self.note("stopping the proxy")
             finally:
                 self.proxy = None
-                for sock in listeners:
-                    sock.close()
             return code
 
     async def _serve(self, sup: Supervisor) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 from pathlib import Path
 
 import psutil
@@ -152,3 +153,23 @@ kill_timeout = "2s"
     assert "line 0" in text  # the last log lines are shown
     pids = [p.pid for p in psutil.process_iter() if "--no-listen" in " ".join(p.cmdline())]
     assert not [p for p in pids if alive(p)]
+
+
+def test_a_taken_listen_port_is_a_clear_error_and_starts_nothing(
+    tmp_path: Path,
+    up,  # type: ignore[no-untyped-def]
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = tmp_path / "kanri.toml"
+        config.write_text(
+            f'[proxy]\nlisten = ["127.0.0.1:{port}"]\n[[routes]]\npath = "/"\napp = "web"\n'
+            f'[apps.web]\ncommand = "{PY} {APPS / "pyapp.py"}"\n'
+        )
+        run = up(config)
+        assert run.wait(timeout=30) == 1
+    text = run.text()
+    assert f"cannot listen on 127.0.0.1:{port}: the port is already in use" in text
+    assert "Traceback" not in text and "spawned" not in text
