@@ -155,10 +155,7 @@ kill_timeout = "2s"
     assert not [p for p in pids if alive(p)]
 
 
-def test_a_taken_listen_port_is_a_clear_error_and_starts_nothing(
-    tmp_path: Path,
-    up,  # type: ignore[no-untyped-def]
-) -> None:
+def test_a_taken_listen_port_is_a_clear_error_and_starts_nothing(tmp_path: Path, up) -> None:  # type: ignore[no-untyped-def]
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
