@@ -151,7 +151,12 @@ kill_timeout = "2s"
     text = run.text()
     assert "did not become ready" in text and "ready_timeout (1s)" in text
     assert "line 0" in text  # the last log lines are shown
-    pids = [p.pid for p in psutil.process_iter() if "--no-listen" in " ".join(p.cmdline())]
+    # process_iter with attrs tolerates processes that exit while it looks at them.
+    pids = [
+        p.pid
+        for p in psutil.process_iter(["cmdline"])
+        if "--no-listen" in " ".join(p.info["cmdline"] or [])
+    ]
     assert not [p for p in pids if alive(p)]
 
 
