@@ -8,6 +8,7 @@ routes or the set of ready instances change. Modules:
     workers     start, restart, feed and stop worker processes (daemon side)
     control     the framed control channel between daemon and worker
     worker      the worker process entry point
+    settings    the plain settings and routes a worker receives (no pydantic)
     state       per-worker shared state and the deadline sweeper
     http        client connections: parsing, limits, pipelining, answers
     upstream    pools, balancing, health, and relaying responses

@@ -15,6 +15,7 @@ the supervisor says they are ready, and answering 502 without trying (nginx's
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 from kanri.proxy.snapshot import AppTargets, Upstream
@@ -104,9 +105,11 @@ class Balancer:
         self.least_conn = target.balance == "least_conn"
         self.next = 0
 
-    def pick(self, now: float, tried: list[object]) -> Pool | None:
+    def pick(self, now: float, tried: Collection[object]) -> Pool | None:
         pools = self.pools
         count = len(pools)
+        if count == 1 and not tried and pools[0].available(now):
+            return pools[0]  # one instance, first attempt: the common case needs no loop
         start = self.next
         best: Pool | None = None
         for i in range(count):

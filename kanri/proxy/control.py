@@ -3,11 +3,11 @@
 A stream socketpair; each message is a 4-byte big-endian length and a pickled
 tuple whose first item names it. Pickle is used because both ends are the
 same program on a private, inherited socket (no other process can write to
-it), and it carries the frozen config and snapshot objects as they are,
+it), and it carries the frozen settings and snapshot objects as they are,
 without a second schema to keep in sync.
 
     daemon -> worker                     worker -> daemon
-    ("config", ProxyConfig, state_dir)
+    ("config", ProxySettings, state_dir)
     ("snapshot", seq, Snapshot)          ("ack", seq)            snapshot applied
     ("stats", seq)                       ("reply", seq, dict)    counters
     ("inflight", seq, upstream_key)      ("reply", seq, int)     requests in flight

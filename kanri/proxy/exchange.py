@@ -45,6 +45,42 @@ REQUEST_HEADERS: dict[bytes, int] = {
     b"range": H_RANGE,
     b"if-range": H_IF_RANGE,
 }
+H_PASS = -1  # forwarded as received
+
+
+def spellings(
+    table: dict[bytes, int], passing: tuple[bytes, ...], pass_kind: int
+) -> dict[bytes, int]:
+    """``table`` plus the usual spellings of its names, and of common names that just pass.
+
+    Looked up with the name as received, so the usual header costs no ``lower()``;
+    a name not found is lowercased and looked up in ``table``, so an odd spelling
+    of a header the proxy acts on is still caught.
+    """
+    out = dict(table)
+    for name, kind in table.items():
+        out[name.title()] = kind
+    for name in passing:
+        assert name not in table, name
+        out[name] = out[name.title()] = pass_kind
+    return out
+
+
+REQUEST_SPELLINGS = spellings(
+    REQUEST_HEADERS,
+    (
+        b"accept",
+        b"accept-language",
+        b"authorization",
+        b"cache-control",
+        b"content-type",
+        b"cookie",
+        b"origin",
+        b"pragma",
+        b"priority",
+    ),
+    H_PASS,
+)
 
 
 class Exchange:
@@ -82,6 +118,7 @@ class Exchange:
     upstream: UpstreamConnection | None = None
     upstream_key: str = ""
     last_failure: int = 502
+    tried: tuple[object, ...] = ()  # the pools tried so far
     # --- the response
     status: int = 0
     response_started: bool = False
@@ -93,7 +130,6 @@ class Exchange:
         self.start = start
         self.fwd_headers: list[bytes] = []
         self.body_buf: list[bytes] = []
-        self.tried: list[object] = []
 
     @property
     def idempotent(self) -> bool:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from time import monotonic
 from typing import TYPE_CHECKING, cast
 
 import httptools
@@ -33,6 +34,7 @@ from kanri.proxy.exchange import (
     H_HOST,
     H_IMS,
     H_INM,
+    H_PASS,
     H_RANGE,
     H_REFERER,
     H_TE,
@@ -40,6 +42,7 @@ from kanri.proxy.exchange import (
     H_UPGRADE,
     H_XFF,
     REQUEST_HEADERS,
+    REQUEST_SPELLINGS,
     Exchange,
 )
 from kanri.proxy.routing import RouteEntry, host_key
@@ -237,8 +240,10 @@ class ClientConnection(asyncio.Protocol):
             raise _RefuseError(431)
         ex = self.ex
         assert ex is not None
-        kind = REQUEST_HEADERS.get(name.lower())
+        kind = REQUEST_SPELLINGS.get(name)
         if kind is None:
+            kind = REQUEST_HEADERS.get(name.lower(), H_PASS)
+        if kind == H_PASS:
             ex.fwd_headers += (name, _COLON, value, _CRLF)
             return
         if kind == H_HOST:
@@ -385,6 +390,18 @@ class ClientConnection(asyncio.Protocol):
         ex.sink = True
         if ex.upgrade:
             ex.close = True
+        # A plain GET or HEAD of a small file answered within the last second is
+        # answered again from its finished head and body: one lookup, one write.
+        key = None
+        if ex.range is None and ex.if_none_match is None and ex.if_modified_since is None:
+            key = (path, ex.method, ex.accept_encoding)
+            hit = entry.answers.get(key)
+            if hit is not None and hit[0] > monotonic():
+                ex.status = 200
+                ex.response_started = True
+                self.write(ex, self._head_tail(ex, hit[1], hit[2]))
+                self.response_done(ex)
+                return
         answer = static.serve(
             entry,
             static.Request(
@@ -404,17 +421,23 @@ class ClientConnection(asyncio.Protocol):
             return
         ex.status = status
         ex.response_started = True
-        head = self._head_tail(ex, status_line(status) + answer.headers)
+        head = status_line(status) + answer.headers
         if answer.fd < 0:
-            self.write(ex, head + answer.body if ex.method != b"HEAD" else head)
+            body = answer.body if ex.method != b"HEAD" else b""
+            if key is not None and status == 200 and len(body) <= static.SMALL_BODY_CACHE:
+                answers = entry.answers
+                if len(answers) >= static.CACHE_ENTRIES:
+                    answers.clear()
+                answers[key] = (answer.expires, head, body)
+            self.write(ex, self._head_tail(ex, head, body))
             self.response_done(ex)
             return
-        self.write(ex, head)
+        self.write(ex, self._head_tail(ex, head))
         self.streaming = FileStream(self, ex, answer.fd, answer.offset, answer.length)
         self.streaming.wake()
 
-    def _head_tail(self, ex: Exchange, head: bytes) -> bytes:
-        """Complete a response head: Server, Date, Connection, blank line."""
+    def _head_tail(self, ex: Exchange, head: bytes, body: bytes = b"") -> bytes:
+        """Complete a response head (Server, Date, Connection, blank line), then ``body``."""
         state = self.state
         if not ex.keep_alive or state.draining or (ex.sink and ex.expect_continue):
             ex.close = True
@@ -424,7 +447,7 @@ class ClientConnection(asyncio.Protocol):
             conn = b"Connection: keep-alive\r\n"
         else:
             conn = b""
-        return b"".join((head, state.server_line, state.clock.date_line, conn, _CRLF))
+        return b"".join((head, state.server_line, state.clock.date_line, conn, _CRLF, body))
 
     def send_error(self, ex: Exchange, status: int) -> None:
         """Answer ``status`` with a small plain body (the request must not have been answered)."""

@@ -10,9 +10,10 @@ is compiled or allocated per request.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
-from kanri.config.model import Route
+from kanri.proxy.settings import RouteSource, RouteSpec
 
 HOST_ANY, HOST_WILDCARD, HOST_EXACT = 0, 1, 2
 
@@ -21,7 +22,7 @@ HOST_ANY, HOST_WILDCARD, HOST_EXACT = 0, 1, 2
 class RouteEntry:
     """One compiled route."""
 
-    route: Route
+    route: RouteSpec
     prefix: bytes
     exact: bool
     host_rank: int
@@ -30,6 +31,11 @@ class RouteEntry:
     strip_prefix: bool
     static_root: str | None  # real path of the static directory (or file)
     cache_control: bytes  # a whole header line, or b""
+    # Finished static answers of this route, filled and read by the connections:
+    # (path, method, Accept-Encoding) -> (expiry on time.monotonic(), head, body).
+    answers: dict[tuple[bytes, bytes, bytes | None], tuple[float, bytes, bytes]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def matches_host(self, host: bytes) -> bool:
         if self.host_rank == HOST_ANY:
@@ -48,7 +54,8 @@ class RouteEntry:
         return rest
 
 
-def compile_route(route: Route) -> RouteEntry:
+def compile_route(source: RouteSource) -> RouteEntry:
+    route = RouteSpec.of(source)
     host = (route.host or "").encode("ascii", "replace")
     if not host:
         rank = HOST_ANY
@@ -75,7 +82,7 @@ class RouteTable:
 
     __slots__ = ("_exact", "_prefixes")
 
-    def __init__(self, routes: tuple[Route, ...] | list[Route]) -> None:
+    def __init__(self, routes: Sequence[RouteSource]) -> None:
         entries = [compile_route(r) for r in routes]
         exact: dict[bytes, list[RouteEntry]] = {}
         for entry in entries:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from kanri.config.model import Route
+from kanri.proxy.settings import RouteSource, RouteSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,5 +40,10 @@ class Snapshot:
     """Routes plus the ready instances of every app, at one moment."""
 
     version: int
-    routes: tuple[Route, ...] = ()
+    routes: tuple[RouteSource, ...] = ()
     apps: Mapping[str, AppTargets] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # The daemon passes its validated config routes; keep only their plain values,
+        # so a snapshot never carries a pydantic model into a worker.
+        object.__setattr__(self, "routes", tuple(RouteSpec.of(r) for r in self.routes))

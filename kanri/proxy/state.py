@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, Protocol
 
-from kanri.config.model import ProxyConfig
 from kanri.proxy.routing import RouteTable
+from kanri.proxy.settings import ProxySettings
 from kanri.proxy.upstream import UpstreamSet
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ class WorkerState:
 
     def __init__(
         self,
-        config: ProxyConfig,
+        config: ProxySettings,
         loop: asyncio.AbstractEventLoop,
         spawn: Callable[[Coroutine[Any, Any, None]], None],
         access_log: AccessLog | None,

@@ -60,6 +60,7 @@ class StaticAnswer:
     fd: int = -1  # an open file to stream from offset, length bytes; -1 = none
     offset: int = 0
     length: int = 0
+    expires: float = 0.0  # until when (time.monotonic()) the file's resolution is reused
 
 
 def content_type(name: str) -> tuple[bytes, bool]:
@@ -147,18 +148,19 @@ _bodies: dict[tuple[str, int, int], bytes] = {}
 
 def _cached_resolve(
     root: str, target: str, slash: bool, index: str | None, fallback: bool
-) -> Resolved:
+) -> tuple[float, Resolved]:
+    """(expiry, resolution) of a path; the expiry bounds every answer built from it."""
     key = (target, slash, index, fallback)
     now = time.monotonic()
     hit = _resolved.get(key)
     if hit is not None and hit[0] > now:
-        return hit[1]
+        return hit
     result = _resolve(root, target, slash, index, fallback)
     if len(_resolved) >= CACHE_ENTRIES:
         _resolved.clear()
         _bodies.clear()
-    _resolved[key] = (now + CACHE_SECONDS, result)
-    return result
+    fresh = _resolved[key] = (now + CACHE_SECONDS, result)
+    return fresh
 
 
 def _resolve(root: str, target: str, slash: bool, index: str | None, fallback: bool) -> Resolved:
@@ -200,7 +202,7 @@ def _try_file(
     """The answer for one candidate path, or None if there is no such file."""
     root = entry.static_root
     assert root is not None
-    kind, real, st = _cached_resolve(
+    expires, (kind, real, st) = _cached_resolve(
         root, target, req.path.endswith(b"/"), entry.route.index, fallback
     )
     if kind == MISSING:
@@ -214,21 +216,24 @@ def _try_file(
             b"Location: %s\r\nContent-Type: text/plain\r\nContent-Length: 0\r\n" % location,
         )
     assert st is not None
-    return _file_answer(entry, req, real, st)
+    answer = _file_answer(entry, req, real, st)
+    answer.expires = min(expires, answer.expires) if answer.expires else expires
+    return answer
 
 
 def _siblings(
     real: str,
-) -> tuple[tuple[str, os.stat_result] | None, tuple[str, os.stat_result] | None]:
+) -> tuple[float, tuple[str, os.stat_result] | None, tuple[str, os.stat_result] | None]:
+    """(expiry, .br sibling, .gz sibling) of a file."""
     now = time.monotonic()
     hit = _variants.get(real)
     if hit is not None and hit[0] > now:
-        return hit[1], hit[2]
+        return hit
     br, gz = _sibling(real, ".br"), _sibling(real, ".gz")
     if len(_variants) >= CACHE_ENTRIES:
         _variants.clear()
-    _variants[real] = (now + CACHE_SECONDS, br, gz)
-    return br, gz
+    fresh = _variants[real] = (now + CACHE_SECONDS, br, gz)
+    return fresh
 
 
 def _accepts(accept: bytes, coding: bytes) -> bool:
@@ -251,8 +256,9 @@ def _sibling(real: str, suffix: str) -> tuple[str, os.stat_result] | None:
 def _file_answer(entry: RouteEntry, req: Request, real: str, st: os.stat_result) -> StaticAnswer:
     ctype, compressible = content_type(real)
     extra = b""
+    expires = 0.0
     if compressible:
-        br, gz = _siblings(real)
+        expires, br, gz = _siblings(real)
         if br or gz:
             extra = b"Vary: Accept-Encoding\r\n"
             accept = req.accept_encoding or b""
@@ -294,7 +300,7 @@ def _file_answer(entry: RouteEntry, req: Request, real: str, st: os.stat_result)
         content_range,
         validators,
     )
-    answer = StaticAnswer(status, headers, offset=start, length=length)
+    answer = StaticAnswer(status, headers, offset=start, length=length, expires=expires)
     if req.method == b"HEAD" or length == 0:
         return answer
     body_key = (real, st.st_mtime_ns, size)

@@ -17,6 +17,7 @@ import httptools
 
 from kanri.proxy.balance import Balancer, Pool, probe
 from kanri.proxy.errors import status_line
+from kanri.proxy.exchange import spellings
 from kanri.proxy.snapshot import Snapshot
 
 if TYPE_CHECKING:
@@ -45,6 +46,24 @@ _RESPONSE_HEADERS: dict[bytes, int] = {
     b"transfer-encoding": R_TE,
     b"upgrade": R_UPGRADE,
 }
+R_PASS = -1
+_RESPONSE_SPELLINGS = spellings(
+    _RESPONSE_HEADERS,
+    (
+        b"accept-ranges",
+        b"cache-control",
+        b"content-encoding",
+        b"content-type",
+        b"etag",
+        b"expires",
+        b"last-modified",
+        b"location",
+        b"set-cookie",
+        b"vary",
+        b"x-powered-by",
+    ),
+    R_PASS,
+)
 
 
 class UpstreamSet:
@@ -104,7 +123,7 @@ class UpstreamSet:
         if pool is None:
             ex.conn.send_error(ex, ex.last_failure)
             return
-        ex.tried.append(pool)
+        ex.tried += (pool,)
         ex.upstream_key = pool.key
         conn = pool.take()
         if conn is not None:
@@ -169,6 +188,7 @@ class UpstreamConnection(asyncio.Protocol):
         "out",
         "parser",
         "pool",
+        "read_paused",
         "rechunk",
         "reset_parser",
         "reusable",
@@ -194,10 +214,12 @@ class UpstreamConnection(asyncio.Protocol):
         self.target = b""
         self.sending = False  # request body bytes may be written now
         self.tunnel = False
+        self.read_paused = False
+        self.out: list[bytes] = []
         self._reset_response()
 
     def _reset_response(self) -> None:
-        self.out: list[bytes] = []
+        self.out.clear()
         self.got_bytes = False
         self.has_length = False
         self.chunked_in = False
@@ -303,7 +325,10 @@ class UpstreamConnection(asyncio.Protocol):
             self._flush(ex, client)
             self._fail(ex, bad_response=True)
             return
-        self._flush(ex, client)
+        out = self.out
+        if out:  # _flush, inlined: this runs once per response
+            client.write(ex, out[0] if len(out) == 1 else b"".join(out))
+            out.clear()
         if self.message_done and not self.sending:
             self._finish()
 
@@ -364,17 +389,21 @@ class UpstreamConnection(asyncio.Protocol):
 
     def pause_reading(self) -> None:
         if self.transport is not None and not self.closed:
+            self.read_paused = True
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
         if self.transport is not None and not self.closed:
+            self.read_paused = False
             self.transport.resume_reading()
 
     # --- response parser callbacks ----------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        kind = _RESPONSE_HEADERS.get(name.lower())
+        kind = _RESPONSE_SPELLINGS.get(name)
         if kind is None:
+            kind = _RESPONSE_HEADERS.get(name.lower(), R_PASS)
+        if kind == R_PASS:
             self.out += (name, _COLON, value, _CRLF)
         elif kind == R_CL:
             self.has_length = True
@@ -459,7 +488,8 @@ class UpstreamConnection(asyncio.Protocol):
         )
         self._detach()
         if reusable:
-            self.resume_reading()  # it may have been paused for a slow client
+            if self.read_paused:  # for a slow client
+                self.resume_reading()
             if self.reset_parser:
                 self.parser = httptools.HttpResponseParser(self)
             self.pool.release(self, self.state)

@@ -23,12 +23,12 @@ from typing import Any
 
 import uvloop
 
-from kanri.config.model import ProxyConfig
 from kanri.proxy.accesslog import AccessLog
 from kanri.proxy.control import encode, read_message
 from kanri.proxy.http import ClientConnection
 from kanri.proxy.listeners import BACKLOG
 from kanri.proxy.routing import RouteTable
+from kanri.proxy.settings import ProxySettings
 from kanri.proxy.snapshot import Snapshot
 from kanri.proxy.state import WorkerState
 
@@ -48,7 +48,7 @@ def apply_snapshot(state: WorkerState, snapshot: Snapshot) -> None:
     state.upstreams.apply(snapshot)
 
 
-def _access_log(config: ProxyConfig, state_dir: Path) -> AccessLog | None:
+def _access_log(config: ProxySettings, state_dir: Path) -> AccessLog | None:
     if config.access_log is False:
         return None
     path = state_dir / "logs" / "access.log" if config.access_log is True else config.access_log
@@ -63,7 +63,7 @@ async def serve(control_fd: int, listen_fds: list[int]) -> None:
     if first is None:
         return
     _, config, state_dir = first
-    assert isinstance(config, ProxyConfig)
+    assert isinstance(config, ProxySettings)
     access_log = _access_log(config, Path(state_dir))
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)

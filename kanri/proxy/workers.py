@@ -20,12 +20,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kanri.config.model import ProxyConfig
 from kanri.proxy.control import encode, read_message
 from kanri.proxy.errors import ProxyError
+from kanri.proxy.listeners import bind_slot
+from kanri.proxy.settings import ProxySettings
 from kanri.proxy.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from kanri.config.model import ProxyConfig
 
 log = logging.getLogger("kanri.proxy")
 
@@ -74,7 +78,9 @@ class ProxyWorkers:
         stop_timeout: float = STOP_TIMEOUT,
     ) -> None:
         self._config = config
-        self._listeners = listeners
+        # The listen sockets of each slot: the daemon's for slot 0, SO_REUSEPORT siblings
+        # (bound in __aenter__, closed in __aexit__) for the others.
+        self._slots: list[list[socket.socket]] = [listeners]
         self._state_dir = Path(state_dir)
         self._stop_timeout = stop_timeout
         self._workers: dict[int, _Worker] = {}
@@ -85,6 +91,15 @@ class ProxyWorkers:
         self._tg = asyncio.TaskGroup()
 
     async def __aenter__(self) -> ProxyWorkers:
+        try:
+            for _ in range(1, self._config.workers):
+                sockets: list[socket.socket] = []
+                self._slots.append(sockets)
+                for sock in self._slots[0]:
+                    sockets.append(bind_slot(sock))
+        except BaseException:
+            self._close_slots()
+            raise
         await self._tg.__aenter__()
         started = [asyncio.get_running_loop().create_future() for _ in range(self._config.workers)]
         for slot, future in enumerate(started):
@@ -94,9 +109,18 @@ class ProxyWorkers:
                 await future
         except BaseException as exc:
             self._stopping.set()
-            await self._tg.__aexit__(type(exc), exc, exc.__traceback__)
+            try:
+                await self._tg.__aexit__(type(exc), exc, exc.__traceback__)
+            finally:
+                self._close_slots()
             raise
         return self
+
+    def _close_slots(self) -> None:
+        for sockets in self._slots[1:]:
+            for sock in sockets:
+                sock.close()
+        del self._slots[1:]
 
     async def __aexit__(
         self,
@@ -109,7 +133,10 @@ class ProxyWorkers:
         for worker in workers:
             worker.send(("stop", self._stop_timeout))
         await asyncio.gather(*(self._reap(w) for w in workers))
-        await self._tg.__aexit__(exc_type, exc, tb)
+        try:
+            await self._tg.__aexit__(exc_type, exc, tb)
+        finally:
+            self._close_slots()
 
     async def _reap(self, worker: _Worker) -> None:
         try:
@@ -216,7 +243,7 @@ class ProxyWorkers:
     async def _spawn(self, slot: int) -> _Worker:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            fds = [s.fileno() for s in self._listeners]
+            fds = [s.fileno() for s in self._slots[slot]]
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
@@ -239,7 +266,7 @@ class ProxyWorkers:
         reader, writer = await asyncio.open_unix_connection(sock=ours)
         worker = _Worker(slot, proc, writer, reader)
         self._workers[slot] = worker
-        worker.send(("config", self._config, str(self._state_dir)))
+        worker.send(("config", ProxySettings.of(self._config), str(self._state_dir)))
         if self._latest is not None:
             worker.send(("snapshot", *self._latest))
         return worker

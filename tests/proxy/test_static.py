@@ -203,3 +203,33 @@ def test_huge_file_to_a_slow_pipelined_reader_arrives_whole_and_in_order(
     assert hashlib.sha256(rest[: len(HUGE)]).digest() == hashlib.sha256(HUGE).digest()
     second = rest[len(HUGE) :]
     assert second.startswith(b"HTTP/1.1 200") and second.endswith(b"\r\n\r\nbody{}")
+
+
+def test_repeated_answers_match_and_a_changed_file_is_seen_within_a_second(
+    proxy: RunningProxy, site: Path
+) -> None:
+    page = site / "public" / "changing.txt"
+    page.write_text("first")
+    with httpx.Client(base_url=proxy.url) as client:
+        answers = [client.get("/static/changing.txt") for _ in range(3)]
+        heads = [client.head("/static/changing.txt") for _ in range(2)]
+        for answer in answers:
+            assert answer.status_code == 200 and answer.content == b"first"
+            assert answer.headers["etag"] == answers[0].headers["etag"]
+            assert answer.headers["content-length"] == "5"
+            assert answer.headers["cache-control"] == answers[0].headers["cache-control"]
+        for head in heads:
+            assert head.status_code == 200 and head.content == b""
+            assert head.headers["content-length"] == "5"
+        etag = answers[0].headers["etag"]
+        assert (
+            client.get("/static/changing.txt", headers={"If-None-Match": etag}).status_code == 304
+        )
+        partial = client.get("/static/changing.txt", headers={"Range": "bytes=1-2"})
+        assert partial.status_code == 206 and partial.content == b"ir"
+        page.write_text("second, longer")
+        os.utime(page, (time.time() + 10, time.time() + 10))
+        time.sleep(1.1)
+        again = client.get("/static/changing.txt")
+        assert again.content == b"second, longer"
+        assert again.headers["etag"] != etag

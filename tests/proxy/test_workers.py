@@ -37,6 +37,25 @@ def test_bind_listeners_refuses_a_taken_port() -> None:
             bind_listeners(config)
 
 
+def test_bind_listeners_refuses_a_port_shared_with_reuseport() -> None:
+    # Our sockets set SO_REUSEPORT; another server that sets it too must still be refused.
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ListenError, match="already in use"):
+            bind_listeners(ProxyConfig(listen=(f"127.0.0.1:{port}",)))
+
+
+def test_new_connections_are_spread_over_the_workers(pair: RunningProxy) -> None:
+    for _ in range(40):
+        with httpx.Client(base_url=pair.url) as client:
+            assert client.get("/echo").status_code == 200
+    counts = [s.requests for s in pair.stats()]
+    assert len(counts) == 2 and min(counts) >= 5, counts
+
+
 def test_publish_waits_until_every_worker_applied_it(
     pair: RunningProxy, upstream: TestUpstream, upstream_b: TestUpstream, tmp_path: Path
 ) -> None:
@@ -64,6 +83,16 @@ def test_stats_and_access_log(pair: RunningProxy, tmp_path: Path) -> None:
     wait_for(lambda: log.exists() and log.read_text().count("stats-test") >= 5, what="access log")
     line = log.read_text().splitlines()[0]
     assert '"GET /echo HTTP/1.1" 200 ' in line and line.startswith("127.0.0.1 - - [")
+
+
+def test_workers_do_not_load_pydantic(pair: RunningProxy) -> None:
+    # Workers get plain settings and routes; pydantic would add about 14 MiB to each.
+    with httpx.Client(base_url=pair.url) as client:
+        assert client.get("/echo").status_code == 200
+    for pid in pair.pids():
+        maps = Path(f"/proc/{pid}/maps").read_text()
+        assert "pydantic" not in maps
+        assert "uvloop" in maps  # the check reads the right process
 
 
 def test_killed_worker_is_restarted_and_no_connection_is_refused(pair: RunningProxy) -> None:
