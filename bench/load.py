@@ -1,5 +1,6 @@
-"""Two small load tools on loopback: keep-alive GET clients that count failures (scenario 9),
-and many idle keep-alive connections held open (scenario 8).
+"""Two small load tools on loopback: keep-alive GET clients that count failures (for
+scenario 9 and for the zero-downtime tests), and many idle keep-alive connections
+held open (scenario 8).
 
 A request either succeeds (a status below 500, whole body read) or fails: a
 connection error, a timeout, or a 5xx. Every loop is bounded by a deadline.
@@ -22,45 +23,56 @@ class LoadResult:
     ok: int = 0
     failed: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
+    bodies: Counter[bytes] = field(default_factory=Counter)  # a sample: which upstreams answered
 
     def why(self) -> str:
         return ", ".join(f"{k} {v}" for k, v in self.reasons.most_common(3))
 
+    def __str__(self) -> str:
+        why = ", ".join(f"{k}: {v}" for k, v in self.reasons.most_common(5)) or "none"
+        return f"{self.ok} ok, {self.failed} failed ({why})"
 
-async def _response(reader: asyncio.StreamReader) -> tuple[int, bool]:
-    """(status, keep_alive) of one response whose body is read whole."""
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
+    """(status, body, keep_alive) of one response; raises on a broken stream."""
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split()[1])
     headers = {}
     for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if sep:
+        if ":" in line:
+            name, value = line.split(":", 1)
             headers[name.strip().lower()] = value.strip()
     if headers.get("transfer-encoding", "").lower() == "chunked":
+        body = b""
         while True:
             size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
-            await reader.readexactly(size + 2)
             if size == 0:
+                await reader.readuntil(b"\r\n")
                 break
+            body += await reader.readexactly(size)
+            await reader.readexactly(2)
     else:
-        await reader.readexactly(int(headers.get("content-length", "0")))
-    return status, headers.get("connection", "").lower() != "close"
+        body = await reader.readexactly(int(headers.get("content-length", "0")))
+    keep = headers.get("connection", "").lower() != "close"
+    return status, body, keep
 
 
-async def _client(port: int, deadline: float, result: LoadResult, timeout: float) -> None:
-    request = f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
-    reader: asyncio.StreamReader | None = None
+async def _client(
+    host: str, port: int, path: str, *, deadline: float, result: LoadResult, timeout: float
+) -> None:
+    request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
     writer: asyncio.StreamWriter | None = None
+    reader: asyncio.StreamReader | None = None
     while time.monotonic() < deadline:
         try:
             if writer is None:
                 reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection("127.0.0.1", port), timeout
+                    asyncio.open_connection(host, port), timeout
                 )
             assert reader is not None and writer is not None
             writer.write(request)
-            status, keep = await asyncio.wait_for(_response(reader), timeout)
+            status, body, keep = await asyncio.wait_for(_read_response(reader), timeout)
         except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
             result.failed += 1
             result.reasons[type(exc).__name__] += 1
@@ -74,6 +86,8 @@ async def _client(port: int, deadline: float, result: LoadResult, timeout: float
             result.reasons[f"HTTP {status}"] += 1
         else:
             result.ok += 1
+            if len(result.bodies) < 64 or body in result.bodies:
+                result.bodies[body[:200]] += 1
         if not keep and writer is not None:
             writer.close()
             writer = None
@@ -81,30 +95,40 @@ async def _client(port: int, deadline: float, result: LoadResult, timeout: float
         writer.close()
 
 
-async def run_load(port: int, seconds: float, clients: int, timeout: float = 10.0) -> LoadResult:
+async def run_load(
+    port: int,
+    seconds: float,
+    *,
+    clients: int = 32,
+    path: str = "/",
+    host: str = "127.0.0.1",
+    timeout: float = 10.0,
+) -> LoadResult:
     result = LoadResult()
     deadline = time.monotonic() + seconds
     async with asyncio.TaskGroup() as tasks:
         for _ in range(clients):
-            tasks.create_task(_client(port, deadline, result, timeout))
+            tasks.create_task(
+                _client(host, port, path, deadline=deadline, result=result, timeout=timeout)
+            )
     return result
 
 
 class BackgroundLoad:
-    """run_load in a thread, so the harness can reload or kill while it runs."""
+    """Runs run_load in a thread so a test can act (reload, kill) while it runs."""
 
-    def __init__(self, port: int, seconds: float, clients: int = 32) -> None:
+    def __init__(self, port: int, seconds: float, clients: int = 32, path: str = "/") -> None:
         self.result: LoadResult | None = None
-        self.error: BaseException | None = None
+        self._error: BaseException | None = None
         self._thread = threading.Thread(
-            target=self._run, args=(port, seconds, clients), daemon=True
+            target=self._run, args=(port, seconds, clients, path), daemon=True
         )
 
-    def _run(self, port: int, seconds: float, clients: int) -> None:
+    def _run(self, port: int, seconds: float, clients: int, path: str) -> None:
         try:
-            self.result = asyncio.run(run_load(port, seconds, clients))
-        except BaseException as exc:  # handed to wait()
-            self.error = exc
+            self.result = asyncio.run(run_load(port, seconds, clients=clients, path=path))
+        except BaseException as exc:  # surfaced by wait()
+            self._error = exc
 
     def start(self) -> BackgroundLoad:
         self._thread.start()
@@ -113,9 +137,9 @@ class BackgroundLoad:
     def wait(self, timeout: float) -> LoadResult:
         self._thread.join(timeout)
         if self._thread.is_alive():
-            raise TimeoutError("the load did not finish in time")
-        if self.error is not None:
-            raise self.error
+            raise AssertionError("the load did not finish in time")
+        if self._error is not None:
+            raise self._error
         assert self.result is not None
         return self.result
 

@@ -26,9 +26,9 @@ from typing import Any
 import httpx
 import pytest
 
+from bench.load import BackgroundLoad
 from kanri.control.client import Client
 from tests.helpers import KanriUp, free_port, kanri_cli, wait_until
-from tests.load import BackgroundLoad
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "nextjs-django"
 BACKEND = EXAMPLE / "backend"

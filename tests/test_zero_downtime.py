@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.load import BackgroundLoad, LoadResult
 from kanri.control.client import Client
 from tests.helpers import APPS, PY, KanriUp, alive, free_port, kanri_cli, wait_until
-from tests.load import BackgroundLoad, LoadResult
 
 LOAD_SECONDS = 10.0
 CLIENTS = 32
