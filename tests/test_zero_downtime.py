@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -77,11 +76,23 @@ def rows(config: Path) -> list[dict[str, object]]:
     return data
 
 
-def under_load(port: int, action_at: float = 3.0, path: str = "/") -> tuple[BackgroundLoad, float]:
+def proxied(config: Path) -> int:
+    """Requests the proxy has answered so far (all workers), from the daemon's metrics."""
+    metrics = Client(config.parent / ".kanri" / "kanri.sock").metrics()
+    return int(metrics["proxy"]["requests"])
+
+
+def wait_for_traffic(config: Path, requests: int = 300) -> None:
+    """Wait until the proxy has answered ``requests`` more requests than now."""
+    start = proxied(config)
+    wait_until(lambda: proxied(config) >= start + requests, 10, f"{requests} proxied requests")
+
+
+def under_load(config: Path, port: int, path: str = "/") -> BackgroundLoad:
     load = BackgroundLoad(port, LOAD_SECONDS, CLIENTS, path).start()
-    # Let the load get going (clients connected, pools warm) before acting.
-    time.sleep(action_at)
-    return load, time.monotonic()
+    # Act only once the load is flowing (clients connected, pools warm).
+    wait_for_traffic(config)
+    return load
 
 
 def finish(load: BackgroundLoad, what: str) -> LoadResult:
@@ -101,7 +112,7 @@ def test_reload_loses_nothing(
     config = write_stack(tmp_path, app, port)
     start(stack, config)
     before = {r["pid"] for r in rows(config)}
-    load, _ = under_load(port)
+    load = under_load(config, port)
     reload = kanri_cli(config, "reload", "web")
     assert reload.returncode == 0, reload.stdout + reload.stderr
     result = finish(load, f"reload of a {kind} app with {instances} instance(s)")
@@ -117,7 +128,7 @@ def test_kill_9_of_one_instance_loses_no_get(tmp_path: Path, stack: list[KanriUp
     config = write_stack(tmp_path, py_web(2, 'restart_delay = "1s"'), port)
     start(stack, config)
     victim = int(str(rows(config)[0]["pid"]))
-    load, _ = under_load(port)
+    load = under_load(config, port)
     os.kill(victim, signal.SIGKILL)
     result = finish(load, "kill -9 of one of two instances")
     assert result.failed == 0, result
@@ -128,11 +139,11 @@ def test_scale_up_and_down_loses_nothing(tmp_path: Path, stack: list[KanriUp]) -
     port = free_port()
     config = write_stack(tmp_path, py_web(2), port)
     start(stack, config)
-    load, _ = under_load(port, action_at=2.0)
+    load = under_load(config, port)
     up = kanri_cli(config, "scale", "web", "4")
     assert up.returncode == 0, up.stderr
     assert len([r for r in rows(config) if r["state"] == "ready"]) == 4
-    time.sleep(1.0)  # traffic over all four before shrinking
+    wait_for_traffic(config)  # traffic over all four before shrinking
     down = kanri_cli(config, "scale", "web", "1")
     assert down.returncode == 0, down.stderr
     result = finish(load, "scale 4 then 1")
@@ -147,7 +158,7 @@ def test_config_reload_applies_new_env_without_loss(tmp_path: Path, stack: list[
     config = write_stack(tmp_path, py_web(2, 'env = { GREETING = "hello" }'), port)
     start(stack, config)
     assert _get(port)["greeting"] == "hello"
-    load, _ = under_load(port)
+    load = under_load(config, port)
     config.write_text(config.read_text().replace('"hello"', '"bonjour"'))
     reload = kanri_cli(config, "reload")
     assert reload.returncode == 0, reload.stdout + reload.stderr
@@ -198,7 +209,7 @@ def test_failed_replacement_keeps_the_old_instance(tmp_path: Path, stack: list[K
     start(stack, config)
     old = rows(config)[0]["pid"]
     broken.write_text("x")
-    load, _ = under_load(port)
+    load = under_load(config, port)
     reload = kanri_cli(config, "reload", "web")
     assert reload.returncode == 1
     assert "did not become ready" in reload.stderr and f"{broken} exists" in reload.stderr
