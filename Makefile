@@ -6,16 +6,26 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+NATIVE := $(VENV)/.compiled
+# The proxy modules setup.py compiles with mypyc; editing one recompiles them.
+HOT    := $(wildcard kanri/proxy/balance.py kanri/proxy/errors.py kanri/proxy/exchange.py \
+            kanri/proxy/http.py kanri/proxy/routing.py kanri/proxy/state.py \
+            kanri/proxy/static.py kanri/proxy/upstream.py)
 
 .PHONY: install demo example test lint bench clean
 
-install: $(STAMP)
+install: $(NATIVE)
 
-$(STAMP): pyproject.toml
+# pip also compiles the proxy (setup.py): about a minute.
+$(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
 	$(PY) -m pip install -q -e '.[test]'
-	touch $(STAMP)
+	touch $(STAMP) $(NATIVE)
+
+$(NATIVE): $(STAMP) $(HOT)
+	$(PY) setup.py -q build_ext --inplace
+	touch $(NATIVE)
 
 demo:
 	$(MAKE) -C examples/nextjs-django demo
@@ -23,17 +33,17 @@ demo:
 example:
 	$(MAKE) -C examples/nextjs-django setup
 
-lint: $(STAMP)
-	$(PY) -m ruff check kanri tests bench
-	$(PY) -m ruff format --check kanri tests bench
+lint: $(NATIVE)
+	$(PY) -m ruff check kanri tests bench setup.py
+	$(PY) -m ruff format --check kanri tests bench setup.py
 	$(PY) -m mypy
 
 test: lint example
 	$(PY) -m pytest -q
 
-bench: $(STAMP)
+bench: $(NATIVE)
 	$(PY) -m bench all
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build kanri/proxy/*.so
 	$(MAKE) -C examples/nextjs-django clean

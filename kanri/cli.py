@@ -20,6 +20,7 @@ from kanri.config.model import Config
 from kanri.config.units import parse_duration
 from kanri.control.client import Client, NotRunningError
 from kanri.errors import AlreadyRunningError, ConfigError, KanriError
+from kanri.native import proxy_compiled
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -105,7 +106,12 @@ class KanriGroup(click.Group):
 
 
 @click.group(cls=KanriGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="kanri")
+@click.version_option(
+    package_name="kanri",
+    message="%(prog)s %(version)s (proxy: "
+    + ("compiled" if proxy_compiled() else "plain Python, not compiled")
+    + ")",
+)
 def main() -> None:
     """Run a whole web stack on one server from one kanri.toml."""
 

@@ -1,0 +1,68 @@
+"""Builds kanri. The proxy's per-request modules are compiled to C with mypyc (part
+of mypy) when it is available; without it, with KANRI_PURE=1, or when compiling
+fails (no C compiler), they stay plain Python: the same proxy, slower.
+docs/benchmarks.md has the figures of both."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
+
+# The modules every proxied request runs through. They are strictly typed, so
+# mypyc turns them into C with native attribute access and calls between them.
+# settings.py and snapshot.py stay Python: their frozen dataclasses are pickled
+# to the workers, which compiled dataclasses do not support.
+HOT = [
+    "kanri/proxy/balance.py",
+    "kanri/proxy/errors.py",
+    "kanri/proxy/exchange.py",
+    "kanri/proxy/http.py",
+    "kanri/proxy/routing.py",
+    "kanri/proxy/state.py",
+    "kanri/proxy/static.py",
+    "kanri/proxy/upstream.py",
+]
+
+
+def _warn(message: str) -> None:
+    print(f"kanri: {message}; the proxy stays plain Python", file=sys.stderr)
+
+
+def ext_modules() -> list[Any]:
+    if os.environ.get("KANRI_PURE"):
+        return []
+    try:
+        from mypyc.build import mypycify
+    except ImportError:
+        _warn("mypyc is not installed")
+        return []
+    try:
+        return list(mypycify(["--strict", *HOT], group_name="kanri.proxy._native"))
+    except (Exception, SystemExit) as exc:
+        _warn(f"mypyc failed ({exc})")
+        return []
+
+
+class OptionalBuildExt(build_ext):
+    """Compiling is an optimisation: a failure leaves no half-built modules behind."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except Exception as exc:
+            _warn(f"compiling failed ({exc})")
+            for ext in self.extensions:
+                for path in (
+                    Path(self.get_ext_fullpath(ext.name)),
+                    Path(self.get_ext_filename(ext.name)),
+                ):
+                    path.unlink(missing_ok=True)
+            self.extensions = []
+
+
+setup(ext_modules=ext_modules(), cmdclass={"build_ext": OptionalBuildExt})
