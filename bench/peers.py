@@ -204,7 +204,10 @@ def version(name: str) -> str:
     if name == "kanri":
         from importlib.metadata import version as dist_version
 
-        return dist_version("kanri") + _commit()
+        from kanri.native import proxy_compiled
+
+        build = "proxy compiled" if proxy_compiled() else "proxy in plain Python"
+        return f"{dist_version('kanri')}{_commit()}, {build}"
     if name == "python":
         return sys.version.split()[0]
     if name == "uvloop":

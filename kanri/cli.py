@@ -6,6 +6,7 @@ the control API only (kanri.control.client).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -19,7 +20,7 @@ import click
 from kanri.config.model import Config
 from kanri.config.units import parse_duration
 from kanri.control.client import Client, NotRunningError
-from kanri.errors import AlreadyRunningError, ConfigError, KanriError
+from kanri.errors import ConfigError, KanriError
 from kanri.native import proxy_compiled
 
 EXIT_FAILED = 1
@@ -108,7 +109,7 @@ class KanriGroup(click.Group):
 @click.group(cls=KanriGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(
     package_name="kanri",
-    message="%(prog)s %(version)s (proxy: "
+    message="%(prog)s, version %(version)s (proxy: "
     + ("compiled" if proxy_compiled() else "plain Python, not compiled")
     + ")",
 )
@@ -137,47 +138,16 @@ def up(config_file: Path, env_name: str | None, detach: bool) -> None:
     """Start every app in dependency order; Ctrl-C (or `kanri down`) stops them all."""
     config = load(config_file, env_name)
     if detach:
-        sys.exit(start_detached(config, config_file, env_name))
+        sys.exit(start_detached(config, config_file))
+    from kanri.background import run_daemon
     from kanri.terminal import Printer
 
     sys.exit(run_daemon(config, Printer(list(config.apps))))
 
 
-@main.command(hidden=True)
-@config_option
-@env_option
-def daemon(config_file: Path, env_name: str | None) -> None:
-    """The background daemon itself, as started by `kanri up -d`."""
-    sys.exit(run_daemon(load(config_file, env_name), None))
-
-
-def run_daemon(config: Config, printer: Any) -> int:
-    import asyncio
-
-    from kanri.daemon import Daemon
-
-    try:
-        return asyncio.run(Daemon(config, printer=printer).run())
-    except AlreadyRunningError as exc:
-        fail(f"{exc}; see it with `kanri ls`, stop it with `kanri down`")
-    except KanriError as exc:
-        fail(str(exc))
-    except BaseExceptionGroup as group:  # raised through a task group: show ours, plainly
-        matched, _ = group.split(KanriError)
-        if matched is None:
-            raise
-        fail("\n".join(str(e) for e in _leaves(matched)))
-
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    out: list[BaseException] = []
-    for exc in group.exceptions:
-        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
-    return out
-
-
-def start_detached(config: Config, config_file: Path, env_name: str | None) -> int:
+def start_detached(config: Config, config_file: Path) -> int:
     """Start the daemon in its own session and wait until it says every app is ready."""
+    from kanri.background import send_config
     from kanri.daemon import NOTIFY_FD_ENV, state_dir_for
 
     client = client_for(config_file)
@@ -192,13 +162,10 @@ def start_detached(config: Config, config_file: Path, env_name: str | None) -> i
     (state / "logs").mkdir(parents=True, exist_ok=True, mode=0o700)
     out_path = state / "logs" / "daemon.out"
     read_fd, write_fd = os.pipe()
-    argv = [sys.executable, "-m", "kanri", "daemon", "-c", str(config.file)]
-    if env_name:
-        argv += ["--env", env_name]
     with out_path.open("ab") as out:
         proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
+            [sys.executable, "-m", "kanri.background"],
+            stdin=subprocess.PIPE,
             stdout=out,
             stderr=out,
             cwd=config.root,
@@ -207,6 +174,9 @@ def start_detached(config: Config, config_file: Path, env_name: str | None) -> i
             start_new_session=True,
         )
     os.close(write_fd)
+    assert proc.stdin is not None
+    with contextlib.suppress(BrokenPipeError), proc.stdin:  # if it died, its log says why
+        send_config(proc.stdin, config)
     with os.fdopen(read_fd, "rb") as pipe:
         answer = pipe.readline()  # EOF (b"") if the daemon died before it could say
     if not answer:
