@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import fcntl
 import json
 import os
@@ -20,7 +21,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from kanri import __version__
-from kanri.config.loader import load_config
 from kanri.config.model import Config, parse_listen
 from kanri.control.server import ControlServer
 from kanri.errors import (
@@ -245,6 +245,7 @@ class Daemon:
         self.note(self._summary(sup))
         notify("READY=1")
         _tell_starter({"ok": True, "summary": self._summary(sup)})
+        _give_back_freed_memory()
         await self._stop.wait()
         self.phase = "stopping"
         notify("STOPPING=1")
@@ -496,6 +497,8 @@ class Daemon:
 
     async def reload_config(self) -> dict[str, Any]:
         """Re-read kanri.toml and apply only the difference; an invalid file changes nothing."""
+        from kanri.config import load_config  # loaded at the first reload, not at start
+
         sup = self._sup()
         try:
             new = load_config(self.config.file, self.config.env_name)
@@ -549,3 +552,13 @@ def _tell_starter(message: dict[str, Any]) -> None:
     with contextlib.suppress(OSError):
         os.write(int(fd_text), json.dumps(message).encode() + b"\n")
         os.close(int(fd_text))
+
+
+def _give_back_freed_memory() -> None:
+    """Return the C heap's free pages to the kernel, once start-up is over.
+
+    Imports and starting every app free memory that glibc keeps mapped otherwise,
+    for the daemon's whole life (about 0.5 MiB of RSS). Not glibc: nothing to do.
+    """
+    with contextlib.suppress(AttributeError, OSError):
+        ctypes.CDLL(None).malloc_trim(0)

@@ -9,6 +9,9 @@ Unit files have their own quoting rules, and a project path may hold any
 character, so every value goes through one of two writers: ``_exec_word`` for
 the words of ``ExecStart=`` and ``Environment=`` (quoted, ``%`` and ``$`` escaped)
 and ``_bare`` for settings that take the rest of the line as is.
+
+The daemon imports this module for ``notify`` alone, so what only rendering and
+installing a unit need (shutil, tempfile) is imported where it is used.
 """
 
 from __future__ import annotations
@@ -20,9 +23,7 @@ import os
 import pwd
 import re
 import shlex
-import shutil
 import socket
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -142,6 +143,8 @@ def install_unit(text: str, name: str, directory: Path = SYSTEM_UNIT_DIR) -> Pat
     """
     if "/" in name or not name.endswith(".service"):
         raise KanriError(f"{name!r} is not a service unit name; use e.g. kanri-app.service")
+    import tempfile
+
     path = directory / name
     tmp: str | None = None
     try:
@@ -239,6 +242,8 @@ def _uid(user: str) -> int | None:
 
 
 def _executable(word: str) -> str:
+    import shutil
+
     path = word if os.path.isabs(word) else shutil.which(word)
     if path is None:
         raise KanriError(f"cannot find {word!r} on PATH; give the absolute path of kanri")

@@ -59,7 +59,10 @@ def _resolve(value: Path | None, info: ValidationInfo) -> Path | None:
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: validators are built at the first validation, not at import. The
+    # background daemon receives its Config already validated (kanri.background) and
+    # so never builds them, nor loads what pydantic needs to, unless it reloads.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class AppConfig(_Frozen):

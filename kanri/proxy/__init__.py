@@ -18,10 +18,25 @@ routes or the set of ready instances change. Modules:
     errors      proxy errors and canned error answers
 """
 
+from typing import TYPE_CHECKING
+
 from kanri.proxy.errors import ListenError, ProxyError
 from kanri.proxy.listeners import bind_listeners
 from kanri.proxy.snapshot import AppTargets, Snapshot, Upstream
-from kanri.proxy.workers import ProxyWorkers, WorkerStats
+
+if TYPE_CHECKING:
+    from kanri.proxy.workers import ProxyWorkers, WorkerStats
+
+
+def __getattr__(name: str) -> object:
+    # The daemon's side is imported on first use: every worker process imports this
+    # package too, and would otherwise carry ProxyWorkers (and ctypes) for nothing.
+    if name in ("ProxyWorkers", "WorkerStats"):
+        from kanri.proxy import workers
+
+        return getattr(workers, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "AppTargets",

@@ -1,18 +1,19 @@
 """A proxy worker process: ``python -m kanri.proxy.worker --control FD --listen FD,...``.
 
 Started by ProxyWorkers with the daemon's listen sockets and one end of a
-control socketpair. It dies with the daemon (PR_SET_PDEATHSIG, and EOF on the
-control channel), serves nothing until it has a routing snapshot, and on
-``stop`` (or SIGTERM) stops accepting, lets in-flight requests finish until
-the deadline, then exits.
+control socketpair. It dies with the daemon (PR_SET_PDEATHSIG, which the daemon
+sets before exec, and EOF on the control channel), serves nothing until it has a
+routing snapshot, and on ``stop`` (or SIGTERM) stops accepting, lets in-flight
+requests finish until the deadline, then exits.
+
+A worker lives as long as the daemon, so it imports only what serving needs: it
+reads its three options without argparse, and has no use for ctypes.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import ctypes
 import os
 import signal
 import socket
@@ -32,15 +33,7 @@ from kanri.proxy.settings import ProxySettings
 from kanri.proxy.snapshot import Snapshot
 from kanri.proxy.state import WorkerState
 
-PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent(parent: int) -> None:
-    """Ask the kernel for SIGKILL when the daemon dies; exit if it already has."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent:
-        os._exit(1)
+USAGE = "usage: python -m kanri.proxy.worker --control FD --listen FD[,FD...] --parent PID"
 
 
 def apply_snapshot(state: WorkerState, snapshot: Snapshot) -> None:
@@ -160,16 +153,18 @@ async def _drain(state: WorkerState, servers: list[asyncio.Server], timeout: flo
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="kanri.proxy.worker")
-    parser.add_argument("--control", type=int, required=True)
-    parser.add_argument("--listen", required=True)
-    parser.add_argument("--parent", type=int, required=True)
-    args = parser.parse_args(argv)
-    die_with_parent(args.parent)
+    words = sys.argv[1:] if argv is None else argv
+    try:
+        options = dict(zip(words[::2], words[1::2], strict=True))
+        control, parent = int(options["--control"]), int(options["--parent"])
+        fds = [int(fd) for fd in options["--listen"].split(",") if fd]
+    except (KeyError, ValueError):
+        sys.exit(USAGE)
+    if os.getppid() != parent:
+        os._exit(1)  # the daemon died before this process could be told to die with it
     # Ctrl-C in a terminal reaches the whole process group; the daemon decides when we stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    fds = [int(fd) for fd in args.listen.split(",") if fd]
-    uvloop.run(serve(args.control, fds))
+    uvloop.run(serve(control, fds))
     sys.stdout.flush()
 
 

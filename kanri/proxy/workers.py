@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
+import signal
 import socket
 import sys
 from collections.abc import Callable
@@ -38,6 +40,7 @@ STOP_TIMEOUT = 10.0
 MAX_BACKOFF = 5.0
 HEALTHY_UPTIME = 10.0
 """A worker that lived this long resets the restart backoff."""
+_PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +260,7 @@ class ProxyWorkers:
                 pass_fds=[theirs.fileno(), *fds],
                 stdin=asyncio.subprocess.DEVNULL,
                 start_new_session=True,
+                preexec_fn=_die_with_daemon(),
             )
         except BaseException:
             ours.close()
@@ -294,3 +298,13 @@ class ProxyWorkers:
         worker.replies.clear()
         async with self._changed:
             self._changed.notify_all()
+
+
+def _die_with_daemon() -> Callable[[], None]:
+    """What the worker runs between fork and exec: SIGKILL when the daemon dies.
+
+    Set here rather than by the worker, which then needs no ctypes in its memory.
+    prctl is looked up now, in the daemon: the forked child only calls it.
+    """
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    return lambda: prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)

@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import contextlib
+from typing import TYPE_CHECKING
 
-import psutil
+if TYPE_CHECKING:
+    import psutil
 
 
 class ProcessMeter:
     """Samples process trees; CPU % is the share used since the previous sample.
 
     psutil measures CPU % between two calls on the same Process object, so the
-    objects are kept from one sample to the next (and dropped once gone).
+    objects are kept from one sample to the next (and dropped once gone). psutil is
+    imported at the first sample: an idle daemon that nobody asks does not carry it.
     """
 
     def __init__(self) -> None:
         self._procs: dict[int, psutil.Process] = {}
 
     def _process(self, pid: int) -> psutil.Process:
+        import psutil
+
         proc = self._procs.get(pid)
         if proc is None or not proc.is_running():
             proc = psutil.Process(pid)
@@ -27,6 +32,8 @@ class ProcessMeter:
 
     def sample(self, pids: list[int]) -> dict[int, tuple[float, int]]:
         """For each root pid: (cpu percent of one core, resident bytes) of it and its descendants."""
+        import psutil
+
         seen: set[int] = set()
         out: dict[int, tuple[float, int]] = {}
         for pid in pids:

@@ -9,8 +9,6 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
-import psutil
-
 from kanri.config.model import AppConfig
 from kanri.config.units import format_size
 from kanri.supervisor.instance import Instance
@@ -22,6 +20,8 @@ DEFAULT_IGNORES = ("node_modules", ".git", "__pycache__", ".kanri", ".next", ".v
 
 def tree_rss(pid: int) -> int:
     """Resident memory of a process and all its descendants, in bytes (0 if it is gone)."""
+    import psutil  # only apps with max_memory pay for it
+
     try:
         root = psutil.Process(pid)
         procs = [root, *root.children(recursive=True)]

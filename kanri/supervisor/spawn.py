@@ -14,7 +14,7 @@ import re
 import shlex
 import signal
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from kanri.config.model import AppConfig
@@ -71,10 +71,13 @@ def instance_env(
     return env
 
 
-def _die_with_parent() -> None:
-    """Runs in the child between fork and exec: ask for SIGTERM when the daemon dies."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+def _die_with_parent() -> Callable[[], None]:
+    """What the child runs between fork and exec: ask for SIGTERM when the daemon dies.
+
+    prctl is looked up now, in the daemon: the forked child only calls it.
+    """
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    return lambda: prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 async def spawn(
@@ -88,7 +91,7 @@ async def spawn(
         cwd=cwd,
         env=env,
         process_group=0,
-        preexec_fn=_die_with_parent,
+        preexec_fn=_die_with_parent(),
         user=user,
         group=group,
     )
