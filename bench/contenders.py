@@ -586,6 +586,9 @@ serverurl=unix://{home}/supervisor.sock
     conf.write_text(text)
     log = home / "out.log"
     proc = start(cleanup, "supervisord", [supervisord, "-n", "-c", str(conf)], log=log)
+    # Its programs run in process groups of their own: a stop that goes wrong
+    # (a timeout, Ctrl-C) must not leave them behind. Runs first (last in).
+    cleanup.push("supervisord's programs", lambda: kill_tree(proc.pid))
     for name, (_command, port) in programs.items():
         wait_port_open(port, f"supervisord program {name}", proc=proc, log=log)
     return proc.pid
