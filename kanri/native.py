@@ -14,6 +14,11 @@ PROXY_DIR = Path(__file__).parent / "proxy"
 HOT_MODULES = ("balance", "errors", "exchange", "http", "routing", "state", "static", "upstream")
 
 
+# The shared library that holds the compiled code of all of them; each module's
+# own extension file is a small shim that loads its part from here.
+GROUP_LIBRARY = "_native__mypyc"
+
+
 def compiled_file(module: str) -> Path | None:
     """The extension file Python loads for ``kanri.proxy.<module>``, if there is one."""
     for suffix in EXTENSION_SUFFIXES:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Collection
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from kanri.proxy.snapshot import AppTargets, Upstream
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from kanri.proxy.state import WorkerState
     from kanri.proxy.upstream import UpstreamConnection
 
-IDLE_TIMEOUT = 1.5
+IDLE_TIMEOUT: Final = 1.5
 """Idle upstream connections are closed after this long, before the app's own
 keep-alive timeout (gunicorn 2s, Node 5s) can close them under a new request."""
 

@@ -10,6 +10,8 @@ status code; they never carry a traceback or any detail of the failure.
 
 from __future__ import annotations
 
+from typing import Final
+
 from kanri.errors import KanriError
 
 
@@ -21,7 +23,7 @@ class ListenError(ProxyError):
     """A listen address could not be bound (in use, not permitted, or not local)."""
 
 
-REASONS: dict[int, bytes] = {
+REASONS: Final[dict[int, bytes]] = {
     100: b"Continue",
     101: b"Switching Protocols",
     103: b"Early Hints",
@@ -58,7 +60,7 @@ REASONS: dict[int, bytes] = {
     505: b"HTTP Version Not Supported",
 }
 
-_STATUS_LINES: dict[int, bytes] = {
+_STATUS_LINES: Final[dict[int, bytes]] = {
     code: b"HTTP/1.1 %d %s\r\n" % (code, reason) for code, reason in REASONS.items()
 }
 
@@ -71,10 +73,10 @@ def status_line(code: int) -> bytes:
     return line
 
 
-RETRY_AFTER_SECONDS = 1
+RETRY_AFTER_SECONDS: Final = 1
 """Retry-After sent with 503: instances come back within seconds during a deploy."""
 
-_ERROR_BODIES: dict[int, bytes] = {
+_ERROR_BODIES: Final[dict[int, bytes]] = {
     400: b"400 Bad Request: the request is malformed\n",
     403: b"403 Forbidden\n",
     404: b"404 Not Found\n",

@@ -8,19 +8,32 @@ than one that assigns forty slots.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from kanri.proxy.http import ClientConnection
     from kanri.proxy.upstream import UpstreamConnection
 
-_IDEMPOTENT = frozenset((b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"TRACE"))
+_IDEMPOTENT: Final = frozenset((b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"TRACE"))
 
 # Request headers that the proxy looks at or replaces; everything else is
 # forwarded as received, without re-encoding.
-H_HOST, H_CL, H_TE, H_CONNECTION, H_DROP, H_XFF, H_EXPECT, H_UPGRADE = range(8)
-H_REFERER, H_UA, H_AE, H_INM, H_IMS, H_RANGE, H_IF_RANGE = range(8, 15)
-REQUEST_HEADERS: dict[bytes, int] = {
+H_HOST: Final = 0
+H_CL: Final = 1
+H_TE: Final = 2
+H_CONNECTION: Final = 3
+H_DROP: Final = 4
+H_XFF: Final = 5
+H_EXPECT: Final = 6
+H_UPGRADE: Final = 7
+H_REFERER: Final = 8
+H_UA: Final = 9
+H_AE: Final = 10
+H_INM: Final = 11
+H_IMS: Final = 12
+H_RANGE: Final = 13
+H_IF_RANGE: Final = 14
+REQUEST_HEADERS: Final[dict[bytes, int]] = {
     b"host": H_HOST,
     b"content-length": H_CL,
     b"transfer-encoding": H_TE,
@@ -45,7 +58,7 @@ REQUEST_HEADERS: dict[bytes, int] = {
     b"range": H_RANGE,
     b"if-range": H_IF_RANGE,
 }
-H_PASS = -1  # forwarded as received
+H_PASS: Final = -1  # forwarded as received
 
 
 def spellings(
@@ -66,7 +79,7 @@ def spellings(
     return out
 
 
-REQUEST_SPELLINGS = spellings(
+REQUEST_SPELLINGS: Final = spellings(
     REQUEST_HEADERS,
     (
         b"accept",

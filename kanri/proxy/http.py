@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from time import monotonic
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Final, cast
 
 import httptools
 
@@ -53,20 +53,24 @@ if TYPE_CHECKING:
     from kanri.proxy.upstream import UpstreamConnection
 
 # Why reading from the client is paused (bit mask).
-PAUSE_PIPELINE = 1  # a complete request waits behind the active one
-PAUSE_UPSTREAM = 2  # the upstream's write buffer is full
-PAUSE_BUFFER = 4  # body bytes wait for an upstream connection
-PAUSE_UPGRADE = 8  # an Upgrade request waits for the upstream's 101
-PAUSE_BROKEN = 16  # a bad request was seen: nothing after it is read
+PAUSE_PIPELINE: Final = 1  # a complete request waits behind the active one
+PAUSE_UPSTREAM: Final = 2  # the upstream's write buffer is full
+PAUSE_BUFFER: Final = 4  # body bytes wait for an upstream connection
+PAUSE_UPGRADE: Final = 8  # an Upgrade request waits for the upstream's 101
+PAUSE_BROKEN: Final = 16  # a bad request was seen: nothing after it is read
 
-BODY_BUFFER_LIMIT = 64 * 1024
-WRITE_HIGH_WATER = 64 * 1024
+BODY_BUFFER_LIMIT: Final = 64 * 1024
+WRITE_HIGH_WATER: Final = 64 * 1024
 
 # What the connection does when its deadline passes.
-DL_IDLE, DL_HEADER, DL_BODY, DL_SEND, DL_NONE = range(5)
+DL_IDLE: Final = 0
+DL_HEADER: Final = 1
+DL_BODY: Final = 2
+DL_SEND: Final = 3
+DL_NONE: Final = 4
 
-_CRLF = b"\r\n"
-_COLON = b": "
+_CRLF: Final = b"\r\n"
+_COLON: Final = b": "
 
 
 class _RefuseError(Exception):

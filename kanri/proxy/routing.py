@@ -12,10 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
 from kanri.proxy.settings import RouteSource, RouteSpec
 
-HOST_ANY, HOST_WILDCARD, HOST_EXACT = 0, 1, 2
+HOST_ANY: Final = 0
+HOST_WILDCARD: Final = 1
+HOST_EXACT: Final = 2
 
 
 @dataclass(frozen=True, slots=True)

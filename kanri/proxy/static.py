@@ -18,7 +18,7 @@ import stat
 import time
 from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 from urllib.parse import unquote_to_bytes
 
 from kanri.proxy.routing import RouteEntry
@@ -27,13 +27,13 @@ if TYPE_CHECKING:
     from kanri.proxy.exchange import Exchange
     from kanri.proxy.http import ClientConnection
 
-SMALL_FILE = 64 * 1024
-STREAM_CHUNK = 256 * 1024
+SMALL_FILE: Final = 64 * 1024
+STREAM_CHUNK: Final = 256 * 1024
 """Files up to this size are read into memory and sent with the headers in one write."""
 
-_COMPRESSIBLE_PREFIXES = ("text/", "application/javascript", "application/json", "image/svg")
-_COMPRESSIBLE = ("application/xml", "application/wasm", "application/manifest+json")
-_mime_cache: dict[str, tuple[bytes, bool]] = {}
+_COMPRESSIBLE_PREFIXES: Final = ("text/", "application/javascript", "application/json", "image/svg")
+_COMPRESSIBLE: Final = ("application/xml", "application/wasm", "application/manifest+json")
+_mime_cache: Final[dict[str, tuple[bytes, bool]]] = {}
 
 
 @dataclass(slots=True)
@@ -128,22 +128,25 @@ def serve(entry: RouteEntry, req: Request) -> StaticAnswer:
     return StaticAnswer(404)
 
 
-CACHE_SECONDS = 1.0
+CACHE_SECONDS: Final = 1.0
 """How long a path's resolution (real path, stat, precompressed siblings) is reused.
 
 Like nginx's open_file_cache_valid: a file replaced on disk is seen within a
 second, and a busy static route costs no realpath/stat calls per request."""
-CACHE_ENTRIES = 2048
-SMALL_BODY_CACHE = 16 * 1024
+CACHE_ENTRIES: Final = 2048
+SMALL_BODY_CACHE: Final = 16 * 1024
 """Bodies of files up to this size are kept in memory with their resolution."""
 
-FOUND, MISSING, FORBIDDEN, REDIRECT = range(4)
+FOUND: Final = 0
+MISSING: Final = 1
+FORBIDDEN: Final = 2
+REDIRECT: Final = 3
 Resolved = tuple[int, str, "os.stat_result | None"]
-_resolved: dict[tuple[str, bool, str | None, bool], tuple[float, Resolved]] = {}
-_variants: dict[
-    str, tuple[float, tuple[str, os.stat_result] | None, tuple[str, os.stat_result] | None]
+_resolved: Final[dict[tuple[str, bool, str | None, bool], tuple[float, Resolved]]] = {}
+_variants: Final[
+    dict[str, tuple[float, tuple[str, os.stat_result] | None, tuple[str, os.stat_result] | None]]
 ] = {}
-_bodies: dict[tuple[str, int, int], bytes] = {}
+_bodies: Final[dict[tuple[str, int, int], bytes]] = {}
 
 
 def _cached_resolve(
@@ -347,7 +350,7 @@ def _if_range_ok(req: Request, etag: bytes, last_modified: bytes) -> bool:
     return req.if_range is None or req.if_range.strip() in (etag, last_modified)
 
 
-UNSATISFIABLE = (-1, -1)
+UNSATISFIABLE: Final = (-1, -1)
 
 
 def _parse_range(value: bytes, size: int) -> tuple[int, int] | None:

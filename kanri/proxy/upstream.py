@@ -11,7 +11,7 @@ replaced) and re-chunking bodies of unknown length for HTTP/1.1 clients.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Final, cast
 
 import httptools
 
@@ -27,13 +27,16 @@ if TYPE_CHECKING:
     from kanri.proxy.state import WorkerState
 
 
-_CRLF = b"\r\n"
-_COLON = b": "
-_CHUNK_END = b"0\r\n\r\n"
+_CRLF: Final = b"\r\n"
+_COLON: Final = b": "
+_CHUNK_END: Final = b"0\r\n\r\n"
 
 # Response headers the proxy replaces or drops; the rest pass unchanged.
-R_DROP, R_CL, R_TE, R_UPGRADE = range(4)
-_RESPONSE_HEADERS: dict[bytes, int] = {
+R_DROP: Final = 0
+R_CL: Final = 1
+R_TE: Final = 2
+R_UPGRADE: Final = 3
+_RESPONSE_HEADERS: Final[dict[bytes, int]] = {
     b"connection": R_DROP,
     b"keep-alive": R_DROP,
     b"proxy-connection": R_DROP,
@@ -46,8 +49,8 @@ _RESPONSE_HEADERS: dict[bytes, int] = {
     b"transfer-encoding": R_TE,
     b"upgrade": R_UPGRADE,
 }
-R_PASS = -1
-_RESPONSE_SPELLINGS = spellings(
+R_PASS: Final = -1
+_RESPONSE_SPELLINGS: Final = spellings(
     _RESPONSE_HEADERS,
     (
         b"accept-ranges",
