@@ -7,12 +7,12 @@ import sys
 
 from bench.suite import NAMES
 
-SCENARIOS = {"soak": "bench.soak", "install": "bench.peers"}
+SCENARIOS = {"soak": "bench.soak", "install": "bench.peers", "hotpath": "bench.hotpath"}
 USAGE = (
     "usage: python -m bench SCENARIO [--seconds S] [--rounds R] [--workers 1|2|both] [--smoke]\n"
     "scenarios: all, "
     + ", ".join(f"{n} ({name})" for name, n in NAMES.items() if not name.isdigit())
-    + ", soak, install (the peers)\n"
+    + ", soak, hotpath (the proxy's code alone, in-process), install (the peers)\n"
     "python -m bench SCENARIO --help for the options"
 )
 

@@ -168,6 +168,8 @@ own machine. Single scenarios: `python -m bench 1` ... `python -m bench 9`
 `footprint`, `idle`, `reload`), with `--seconds S`, `--rounds R`,
 `--workers 1|2|both`. Missing peers are installed on demand (`apt-get`,
 `npm`), or `python -m bench install` installs them all first.
+`python -m bench hotpath` measures kanri's proxy code alone, in-process, with
+no socket: steady enough to compare two versions of the hot path.
 
 **CPU µs/req** is the main figure: the user + system CPU time that the
 contender's own processes spent during the run (from `/proc/PID/stat`),

@@ -129,3 +129,17 @@ Transfer/sec:      1.46MB
     assert result.p50_ms == pytest.approx(0.519)
     assert result.p99_ms == pytest.approx(1200.0)
     assert (result.errors, result.non2xx) == (6, 7)
+
+
+def test_hotpath_smoke() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "hotpath", "--requests", "300", "--repeats", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    figures = re.findall(r"^\| [^|]+ \| ([\d.]+) \|$", result.stdout, re.M)
+    assert len(figures) == 2, result.stdout
+    assert all(float(f) > 0 for f in figures), result.stdout
