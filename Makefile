@@ -7,10 +7,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 NATIVE := $(VENV)/.compiled
-# The proxy modules setup.py compiles with mypyc; editing one recompiles them.
-HOT    := $(wildcard kanri/proxy/balance.py kanri/proxy/errors.py kanri/proxy/exchange.py \
-            kanri/proxy/http.py kanri/proxy/routing.py kanri/proxy/state.py \
-            kanri/proxy/static.py kanri/proxy/upstream.py)
+# setup.py compiles the proxy's hot modules with mypyc; editing one recompiles them.
+HOT    := $(wildcard kanri/proxy/*.py) kanri/native.py
 
 .PHONY: install demo example test lint bench clean
 

@@ -6,6 +6,7 @@ docs/benchmarks.md has the figures of both."""
 from __future__ import annotations
 
 import os
+import runpy
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,20 +14,13 @@ from typing import Any
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
-# The modules every proxied request runs through. They are strictly typed, so
-# mypyc turns them into C with native attribute access and calls between them.
-# settings.py and snapshot.py stay Python: their frozen dataclasses are pickled
-# to the workers, which compiled dataclasses do not support.
-HOT = [
-    "kanri/proxy/balance.py",
-    "kanri/proxy/errors.py",
-    "kanri/proxy/exchange.py",
-    "kanri/proxy/http.py",
-    "kanri/proxy/routing.py",
-    "kanri/proxy/state.py",
-    "kanri/proxy/static.py",
-    "kanri/proxy/upstream.py",
-]
+# The modules every proxied request runs through (kanri/native.py names them;
+# read without importing kanri, whose dependencies may not be installed yet).
+# They are strictly typed, so mypyc turns them into C with native attribute
+# access and calls between them. settings.py and snapshot.py stay Python: their
+# frozen dataclasses are pickled to the workers, which compiled ones do not support.
+HOT_MODULES = runpy.run_path(str(Path(__file__).parent / "kanri" / "native.py"))["HOT_MODULES"]
+HOT = [f"kanri/proxy/{name}.py" for name in HOT_MODULES]
 
 
 def _warn(message: str) -> None:

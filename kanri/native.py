@@ -10,7 +10,7 @@ from pathlib import Path
 
 PROXY_DIR = Path(__file__).parent / "proxy"
 
-# The modules every proxied request runs through; setup.py's HOT list names the same files.
+# The modules every proxied request runs through; setup.py compiles these.
 HOT_MODULES = ("balance", "errors", "exchange", "http", "routing", "state", "static", "upstream")
 
 

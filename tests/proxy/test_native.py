@@ -8,7 +8,6 @@ this check.
 
 from __future__ import annotations
 
-import ast
 import importlib
 import os
 import subprocess
@@ -22,18 +21,6 @@ from kanri.native import GROUP_LIBRARY, HOT_MODULES, PROXY_DIR, compiled_file, p
 
 ROOT = Path(__file__).resolve().parents[2]
 PURE = bool(os.environ.get("KANRI_PURE"))
-
-
-def test_setup_compiles_the_same_modules() -> None:
-    tree = ast.parse((ROOT / "setup.py").read_text())
-    hot = next(
-        node.value
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Assign)
-        and any(isinstance(t, ast.Name) and t.id == "HOT" for t in node.targets)
-    )
-    listed = {Path(path).stem for path in ast.literal_eval(hot)}
-    assert listed == set(HOT_MODULES)
 
 
 @pytest.mark.skipif(PURE, reason="KANRI_PURE=1: the proxy is meant to be plain Python")
