@@ -131,7 +131,10 @@ class Exchange:
     upstream: UpstreamConnection | None = None
     upstream_key: str = ""
     last_failure: int = 502
-    tried: tuple[object, ...] = ()  # the pools tried so far
+    tried: tuple[object, ...] = ()  # the pools tried so far (in this round)
+    sent: bool = False  # an upstream took the request, then failed
+    retry_round: int = 0  # rounds over every instance that all failed to connect
+    retry_until: float = 0.0  # when waiting for a refusing app gives up (loop time)
     # --- the response
     status: int = 0
     response_started: bool = False

@@ -31,6 +31,16 @@ _CRLF: Final = b"\r\n"
 _COLON: Final = b": "
 _CHUNK_END: Final = b"0\r\n\r\n"
 
+REFUSED_RETRY_WINDOW: Final = 2.0
+"""How long a request keeps trying when every instance refuses its connection.
+
+The supervisor says these instances are ready, so a refusal is momentary: an app
+whose small listen backlog (Python's http.server keeps 5) overflows when a new
+instance gets its first burst of connections, or a listener being reopened.
+Nothing was sent, so trying again is safe for any method; nginx answers 502."""
+REFUSED_RETRY_FIRST: Final = 0.01
+REFUSED_RETRY_MAX: Final = 0.25
+
 # Response headers the proxy replaces or drops; the rest pass unchanged.
 R_DROP: Final = 0
 R_CL: Final = 1
@@ -124,7 +134,10 @@ class UpstreamSet:
         state = self.state
         pool = balancer.pick(state.clock.now, ex.tried)
         if pool is None:
-            ex.conn.send_error(ex, ex.last_failure)
+            if not ex.sent and ex.last_failure == 502 and self._wait_for_refusing(ex):
+                state.spawn(self._retry_round(ex, balancer.target.name, target))
+            else:
+                ex.conn.send_error(ex, ex.last_failure)
             return
         ex.tried += (pool,)
         ex.upstream_key = pool.key
@@ -152,6 +165,31 @@ class UpstreamSet:
             pool.release(conn, state)
             return
         conn.attach(ex, balancer, target)
+
+    def _wait_for_refusing(self, ex: Exchange) -> bool:
+        """Every instance refused ``ex``: True if it may wait and try them all again."""
+        now = self.state.loop.time()  # not the sweeper's clock: this window is short
+        if ex.retry_round == 0:
+            ex.retry_until = now + REFUSED_RETRY_WINDOW
+        return now < ex.retry_until
+
+    async def _retry_round(self, ex: Exchange, app: str, target: bytes) -> None:
+        """Wait, then try every instance of ``app`` again (as the snapshot has them then)."""
+        while True:
+            await asyncio.sleep(min(REFUSED_RETRY_MAX, REFUSED_RETRY_FIRST * 2**ex.retry_round))
+            ex.retry_round += 1
+            if ex.conn.closed or ex.response_started:
+                return
+            balancer = self.apps.get(app)
+            if balancer is not None and balancer.pools:
+                ex.tried = ()
+                self._attempt(ex, balancer, target)
+                return
+            # The instances that refused have left the snapshot (crashed, say): wait
+            # for the restarted ones within the same window, then answer 503.
+            if self.state.loop.time() >= ex.retry_until:
+                ex.conn.send_error(ex, 503)
+                return
 
     def retry(self, ex: Exchange, balancer: Balancer, target: bytes) -> None:
         if ex.conn.closed or ex.response_started:
@@ -524,6 +562,7 @@ class UpstreamConnection(asyncio.Protocol):
         replayable = not self.got_bytes and not bad_response and not ex.has_body and ex.idempotent
         if replayable and balancer is not None and not ex.upgrade:
             ex.last_failure = 502
+            ex.sent = True  # replayed once per instance, never after a wait
             self.state.upstreams.retry(ex, balancer, target)
         else:
             client.send_error(ex, 502)

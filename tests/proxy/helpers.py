@@ -79,8 +79,9 @@ class TestUpstream:
 
     __test__ = False
 
-    def __init__(self, name: str = "up") -> None:
+    def __init__(self, name: str = "up", port: int = 0) -> None:
         self.name = name
+        self._wanted_port = port
         self.connections = 0
         self.requests = 0
         self.received_heads: list[dict[str, Any]] = []
@@ -92,7 +93,9 @@ class TestUpstream:
         self.port: int = self._server.sockets[0].getsockname()[1]
 
     async def _start(self) -> asyncio.Server:
-        return await asyncio.start_server(self._handle, "127.0.0.1", 0, limit=1 << 20)
+        return await asyncio.start_server(
+            self._handle, "127.0.0.1", self._wanted_port, limit=1 << 20
+        )
 
     def release(self) -> None:
         self._release.set()

@@ -149,10 +149,84 @@ def test_upstream_connections_are_reused(proxy: RunningProxy, root: Path) -> Non
 def test_upstream_down_is_502(proxy: RunningProxy, root: Path) -> None:
     dead = Upstream("dead:0", "dead", "127.0.0.1", free_port())
     proxy.publish(snapshot([route("/", root, app="dead")], {"dead": [dead]}))
-    with httpx.Client(base_url=proxy.url) as client:
+    began = time.monotonic()
+    with httpx.Client(base_url=proxy.url, timeout=10) as client:
         response = client.get("/echo")
+    took = time.monotonic() - began
     assert response.status_code == 502
     assert b"Traceback" not in response.content and len(response.content) < 100
+    # Refused connections are tried again for REFUSED_RETRY_WINDOW (2 s), no longer.
+    assert 1.9 <= took < 4.0
+
+
+def refused_for_a_while(proxy: RunningProxy) -> None:
+    """Return once the proxy has been refused for some 0.3 s on the one request it has.
+
+    The worker counts the request before it connects; a refused connect on loopback
+    takes well under a millisecond, so 0.3 s later several rounds have been refused
+    (without the wait, the proxy answered 502 after the first). Only what follows is
+    asserted: the wait just makes sure the listener opens after the refusals.
+    """
+    wait_for(lambda: sum(s.requests for s in proxy.stats()) >= 1, what="the request")
+    deadline = time.monotonic() + 0.3
+    wait_for(lambda: time.monotonic() >= deadline, what="some refused connects")
+
+
+def test_momentary_refusal_waits_for_the_instance(proxy: RunningProxy, root: Path) -> None:
+    """A ready instance that refuses connections for a moment (its listen backlog is
+    full, its listener is being reopened) costs the request a wait, not a 502."""
+    port = free_port()
+    proxy.publish(
+        snapshot(
+            [route("/", root, app="blink")],
+            {"blink": [Upstream("blink:0", "blink", "127.0.0.1", port)]},
+        )
+    )
+    answers: list[httpx.Response] = []
+
+    def ask() -> None:
+        with httpx.Client(base_url=proxy.url, timeout=10) as client:
+            answers.append(client.post("/echo", content=b"body"))
+
+    asker = threading.Thread(target=ask)
+    asker.start()
+    refused_for_a_while(proxy)
+    server = TestUpstream("blink", port=port)
+    try:
+        asker.join(10)
+        assert [r.status_code for r in answers] == [200]
+        assert seen(answers[0])["body_size"] == 4
+        assert server.requests == 1
+    finally:
+        server.close()
+
+
+def test_refused_request_waits_for_a_restarted_instance(proxy: RunningProxy, root: Path) -> None:
+    """The only instance refuses, then leaves the snapshot (it crashed); a request already
+    waiting is answered by the instance that replaces it, not with a 503."""
+    dead = Upstream("phoenix:0#1", "phoenix", "127.0.0.1", free_port())
+    routes = [route("/", root, app="phoenix")]
+    proxy.publish(snapshot(routes, {"phoenix": [dead]}))
+    answers: list[httpx.Response] = []
+
+    def ask() -> None:
+        with httpx.Client(base_url=proxy.url, timeout=10) as client:
+            answers.append(client.get("/echo"))
+
+    asker = threading.Thread(target=ask)
+    asker.start()
+    refused_for_a_while(proxy)
+    proxy.publish(snapshot(routes, {"phoenix": []}))
+    server = TestUpstream("phoenix")
+    try:
+        proxy.publish(
+            snapshot(routes, {"phoenix": [server.upstream("phoenix:0#2", app="phoenix")]})
+        )
+        asker.join(10)
+        assert [r.status_code for r in answers] == [200]
+        assert server.requests == 1
+    finally:
+        server.close()
 
 
 def test_no_ready_instance_is_503_with_retry_after(proxy: RunningProxy, root: Path) -> None:
