@@ -223,16 +223,33 @@ METHOD = """## How it is measured
   idle), RSS and PSS after they are all up; the apps themselves not counted.
 - **Scenario 8**: 5,000 clients each send one GET and keep the connection
   open; the proxy's RSS after, minus before, divided by 5,000.
-- **Where kanri's time goes** (small GET, 1 worker; `perf record` of the worker,
-  `strace -c`): each proxied request is exactly two reads and two writes, as
-  in nginx, and about half of the worker's CPU is inside those two `write`s
-  (loopback delivery and waking the reader, which nginx pays too). Kernel time
-  per request is close to nginx's; the gap is user time, about 20 µs against
-  nginx's 8: some 40 calls between uvloop, llhttp's callbacks and the proxy's
-  compiled code, each a Python-level call. Compiling took user time from about
-  32 µs to 21 µs. On a 2-core machine, where the load generator, the upstream
-  and the proxy share the CPUs, requests per second follow the total CPU per
-  request, so they stay below nginx's while the CPU is.
+- **Where kanri's time goes** (small GET, 1 worker; `perf record`, `perf stat`
+  and `strace -c` of the worker): each proxied request is exactly two reads
+  and two writes, as in nginx, and under this load the worker waits for
+  events about once per 9 requests, as nginx does (once per 8). About 70% of
+  the worker's CPU is kernel time, most of it inside the two `write`s
+  (loopback delivery and waking the reader, which nginx pays too), and kernel
+  time per request is nginx's (10.7 against 10.9 µs on 2026-12-04). The gap
+  is user time, 4.4 µs against nginx's 2.4: of it, CPython's object
+  allocation and method calls take about 45%, llhttp's parsing and callbacks
+  18%, uvloop's read and write paths 16%, the proxy's compiled code 14%.
+  Taking the head of an app's answer whole from the received bytes, without
+  llhttp's per-header callback, measured no faster compiled (`bench hotpath`:
+  2.96 -> 3.3 µs) and was not kept.
+- **Why scenario 5 misses its target**: on 2 cores, the load generator, two
+  Node.js instances and the proxy share the CPUs, and the proxy is the busiest
+  single process (about 70% of a core) and the stage requests queue in.
+  Every microsecond it spends beyond nginx's 15 µs per request (kanri's
+  proxy: 17-18 µs) leaves the other core idle meanwhile: 13-17% idle CPU
+  with kanri against 7-10% with nginx, in runs of `bench/stacks.py`'s setup
+  side by side. kanri's Node.js instances cost about what PM2's cluster
+  workers do per request, and its p99 is as low or lower with 1 worker, but
+  requests per second stay 2-20% below nginx + PM2 cluster from run to run
+  (2 workers add a context switch every 3 requests for kanri and nginx alike,
+  and kanri's extra user time weighs more there). Closing that needs
+  the per-request path out of Python (llhttp, uvloop and CPython's calls),
+  not more trimming of the proxy's own code, which is already the smallest
+  part.
 - **Scenario 9**: 32 keep-alive clients (a Python asyncio load generator,
   `bench/load.py`) send GETs through the proxy; a quarter of the way in, the
   app is reloaded (or one of two instances is killed with `kill -9`). A
