@@ -18,7 +18,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -37,6 +37,12 @@ log = logging.getLogger("kanri.proxy")
 
 STOP_TIMEOUT = 10.0
 """How long a stopping worker lets in-flight requests finish."""
+MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=1048576:glibc.malloc.trim_threshold=4194304"
+"""glibc's malloc settings for the workers. With its defaults, every buffer of a big
+body (uvloop reads up to 256 KiB at a time) grew the heap with brk and gave it
+back when freed, and the kernel zeroed fresh pages for the next one: a dozen
+brk calls per 1 MiB upload, two thirds of the worker's CPU. Served from the
+heap and kept (up to 4 MiB free), the buffers are reused instead."""
 MAX_BACKOFF = 5.0
 HEALTHY_UPTIME = 10.0
 """A worker that lived this long resets the restart backoff."""
@@ -258,6 +264,7 @@ class ProxyWorkers:
                 "--parent",
                 str(os.getpid()),
                 pass_fds=[theirs.fileno(), *fds],
+                env=worker_env(os.environ),
                 stdin=asyncio.subprocess.DEVNULL,
                 start_new_session=True,
                 preexec_fn=_die_with_daemon(),
@@ -298,6 +305,16 @@ class ProxyWorkers:
         worker.replies.clear()
         async with self._changed:
             self._changed.notify_all()
+
+
+def worker_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The daemon's environment plus MALLOC_TUNABLES; malloc settings of the user's own
+    in GLIBC_TUNABLES win. (Other C libraries ignore the variable.)"""
+    env = dict(environ)
+    tunables = env.get("GLIBC_TUNABLES", "")
+    if "glibc.malloc." not in tunables:
+        env["GLIBC_TUNABLES"] = f"{tunables}:{MALLOC_TUNABLES}" if tunables else MALLOC_TUNABLES
+    return env
 
 
 def _die_with_daemon() -> Callable[[], None]:

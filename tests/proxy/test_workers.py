@@ -16,6 +16,7 @@ import pytest
 
 from kanri.config.model import ProxyConfig
 from kanri.proxy import ListenError, bind_listeners
+from kanri.proxy.workers import MALLOC_TUNABLES, worker_env
 from tests.proxy.helpers import RunningProxy, TestUpstream, route, snapshot, wait_for
 
 
@@ -93,6 +94,24 @@ def test_workers_do_not_load_pydantic(pair: RunningProxy) -> None:
         maps = Path(f"/proc/{pid}/maps").read_text()
         assert "pydantic" not in maps
         assert "uvloop" in maps  # the check reads the right process
+
+
+def test_workers_keep_big_buffers_on_the_heap(pair: RunningProxy) -> None:
+    """The workers run with MALLOC_TUNABLES (glibc shows only its first setting in
+    /proc/PID/environ once it has parsed them, so that is what is compared)."""
+    first = MALLOC_TUNABLES.split(":")[0]
+    for pid in pair.pids():
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        tunables = [e for e in environ if e.startswith(b"GLIBC_TUNABLES=")]
+        assert tunables and first.encode() in tunables[0], tunables
+
+
+def test_worker_env_adds_the_malloc_tunables_and_keeps_the_users() -> None:
+    assert worker_env({"HOME": "/root"}) == {"HOME": "/root", "GLIBC_TUNABLES": MALLOC_TUNABLES}
+    other = worker_env({"GLIBC_TUNABLES": "glibc.pthread.rseq=0"})
+    assert other["GLIBC_TUNABLES"] == f"glibc.pthread.rseq=0:{MALLOC_TUNABLES}"
+    mine = {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}
+    assert worker_env(mine) == mine
 
 
 def test_killed_worker_is_restarted_and_no_connection_is_refused(pair: RunningProxy) -> None:
