@@ -292,7 +292,8 @@ def test_nginx_classic_nextjs_django_layout(tmp_path: Path) -> None:
     assert proxy.client_max_body_size == 20 * MiB
     assert (proxy.read_timeout, proxy.connect_timeout) == (120.0, 5.0)
     assert (proxy.keepalive_timeout, proxy.client_header_timeout) == (65.0, 30.0)
-    assert (proxy.upstream_keepalive, proxy.max_connections) == (64, 1024)
+    assert proxy.max_connections == 1024
+    assert proxy.upstream_keepalive == 512  # nginx's `keepalive 64` is below kanri's default
     assert proxy.workers == CPUS and proxy.server is None
 
     routes = routes_by(config)
@@ -332,6 +333,7 @@ def test_nginx_classic_nextjs_django_layout(tmp_path: Path) -> None:
         "conf.d/mysite.conf:30,44: access_log off",  # one line for both places
     ):
         assert line in notes, line
+    assert "conf.d/mysite.conf:5: keepalive 64: kanri's `upstream_keepalive` default keeps" in text
     assert "snippets/proxy.conf:1: proxy_set_header Host $host" in text  # handled, not dropped
     assert "proxy_set_header" not in notes
     assert "nginx also listened with TLS on 0.0.0.0:443, [::]:443" in text
@@ -383,6 +385,21 @@ def test_nginx_proxy_pass_uri_and_root_semantics(tmp_path: Path) -> None:
     assert "kanri can only strip the prefix (strip_prefix), not replace /v3/ with /other/" in notes
     assert "location = /robots.txt" in notes
     assert "location @fallback: kanri has no named locations" in notes
+
+
+def test_nginx_keepalive_above_kanris_default_is_kept(tmp_path: Path) -> None:
+    body = """
+        upstream app { server 127.0.0.1:9000; keepalive %d; }
+        server { listen 127.0.0.1:8080; location / { proxy_pass http://app; } }
+    """
+    big = materialize(nginx_conf(tmp_path, body % 2048), tmp_path / "big")
+    assert big.proxy is not None and big.proxy.upstream_keepalive == 2048
+    text = nginx_conf(tmp_path, body % 16)
+    small = materialize(text, tmp_path / "small")
+    assert small.proxy is not None and small.proxy.upstream_keepalive == 512
+    (note,) = [line for line in text.splitlines() if "keepalive 16" in line]
+    assert note.startswith("# done by kanri without configuration: ")
+    assert "site.conf:2: keepalive 16: kanri's `upstream_keepalive` default keeps up to 512" in note
 
 
 @pytest.mark.parametrize(

@@ -12,10 +12,12 @@ import posixpath
 import re
 from dataclasses import dataclass, field, replace
 
+from kanri.config.model import ProxyConfig
 from kanri.importers.document import Notes, Table
 from kanri.importers.nginx_parse import Directive, NginxConfig
 from kanri.importers.nginx_proxy import ProxySettings, host_port
 
+UPSTREAM_KEEPALIVE: int = ProxyConfig.model_fields["upstream_keepalive"].default
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]", "0.0.0.0", "*", "[::]"})
 
 _ROUTE_DIRECTIVES = frozenset({"proxy_pass", "alias", "try_files"})
@@ -322,7 +324,7 @@ class _Converter:
             if s.name == "server" and s.args:
                 self.upstream_server(s, backend)
             elif s.name == "keepalive" and s.args and s.args[0].isdigit():
-                self.settings.value("upstream_keepalive", int(s.args[0]), int(s.args[0]), s)
+                self.keepalive(s, int(s.args[0]))
             elif s.name == "least_conn":
                 backend.balance = "least_conn"
             elif s.name in ("ip_hash", "hash", "sticky", "random"):
@@ -330,6 +332,19 @@ class _Converter:
             else:
                 self.drop(s, "no kanri counterpart in an upstream")
         self.upstreams[name] = backend
+
+    def keepalive(self, s: Directive, count: int) -> None:
+        """nginx keeps no idle upstream connections unless told, so configs name a
+        small pool; kanri's default is larger, and a smaller one only costs."""
+        if count > UPSTREAM_KEEPALIVE:
+            self.settings.value("upstream_keepalive", count, count, s)
+        else:
+            self.notes.handle(
+                s.where,
+                s.text(),
+                f"kanri's `upstream_keepalive` default keeps up to {UPSTREAM_KEEPALIVE} idle"
+                " connections per instance; fewer only close and reopen them under load",
+            )
 
     def upstream_server(self, s: Directive, backend: Backend) -> None:
         address = s.args[0]

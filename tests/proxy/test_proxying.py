@@ -146,6 +146,44 @@ def test_upstream_connections_are_reused(proxy: RunningProxy, root: Path) -> Non
         server.close()
 
 
+def test_upstream_connections_are_reused_under_concurrency(proxy: RunningProxy, root: Path) -> None:
+    """64 keep-alive clients at once: the default idle pool keeps every upstream
+    connection they used, instead of closing the surplus and opening it again
+    for the next burst (a pool of 32 opened about one connection every other
+    request here)."""
+    server = TestUpstream("busy")
+    clients, rounds = 64, 8
+    start = threading.Barrier(clients)
+    failures: list[str] = []
+
+    def client() -> None:
+        try:
+            with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+                reader = ResponseReader(sock)
+                for n in range(rounds):
+                    start.wait(10)  # every client has a request in flight at once
+                    sock.sendall(b"GET /slow?s=0.02 HTTP/1.1\r\nHost: t\r\n\r\n")
+                    status = reader.response()[0]
+                    if status != 200:
+                        failures.append(f"round {n}: {status}")
+        except Exception as exc:  # reported by the assertion below
+            failures.append(repr(exc))
+            start.abort()
+
+    try:
+        proxy.publish(snapshot([route("/", root, app="busy")], {"busy": [server.upstream()]}))
+        threads = [threading.Thread(target=client) for _ in range(clients)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert not failures
+        assert server.requests == clients * rounds
+        assert server.connections <= clients + 8, server.connections
+    finally:
+        server.close()
+
+
 def test_upstream_down_is_502(proxy: RunningProxy, root: Path) -> None:
     dead = Upstream("dead:0", "dead", "127.0.0.1", free_port())
     proxy.publish(snapshot([route("/", root, app="dead")], {"dead": [dead]}))
