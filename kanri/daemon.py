@@ -113,8 +113,9 @@ class Daemon:
     def _on_transition(self, inst: Instance, event: Transition) -> None:
         pid = f" pid {event.pid}" if event.pid else ""
         self.note(f"{inst.name}{pid} {event.old} -> {event.new}: {event.reason}")
-        if State.READY in (event.old, event.new):
-            self._routing_changed.set()
+        # Every change: besides the ready set, the snapshot says whether an app with
+        # no ready instance has one coming (its requests wait for it).
+        self._routing_changed.set()
 
     def _on_line(self, inst: Instance, stream: str, text: str) -> None:
         if self.printer is not None:
@@ -276,7 +277,10 @@ class Daemon:
                 for inst in app.instances
                 if inst.state is State.READY and cfg.ready == "port"
             )
-            apps[name] = AppTargets(name, ready, cfg.balance, cfg.health, cfg.health_interval)
+            coming = any(inst.coming for inst in app.instances) and cfg.ready == "port"
+            apps[name] = AppTargets(
+                name, ready, cfg.balance, cfg.health, cfg.health_interval, coming
+            )
         self._version += 1
         return Snapshot(self._version, self.config.routes, apps)
 

@@ -135,6 +135,30 @@ def test_kill_9_of_one_instance_loses_no_get(tmp_path: Path, stack: list[KanriUp
     wait_until(lambda: all(r["state"] == "ready" for r in rows(config)), 20, "the restart")
 
 
+@pytest.mark.parametrize("kind", ["python", "node"])
+def test_kill_9_of_the_only_instance_loses_no_get(
+    tmp_path: Path, stack: list[KanriUp], kind: str
+) -> None:
+    """No instance is ready while it restarts: the proxy holds the requests until
+    the new one is, instead of answering 503."""
+    port = free_port()
+    config = write_stack(tmp_path, py_web(1) if kind == "python" else node_web(1), port)
+    start(stack, config)
+    victim = int(str(rows(config)[0]["pid"]))
+    load = under_load(config, port)
+    os.kill(victim, signal.SIGKILL)
+    wait_until(
+        lambda: (
+            rows(config)[0]["pid"] not in (victim, None) and rows(config)[0]["state"] == "ready"
+        ),
+        20,
+        "the restart",
+    )
+    result = finish(load, f"kill -9 of the only {kind} instance")
+    assert result.failed == 0, result
+    assert rows(config)[0]["restarts"] == 1
+
+
 def test_scale_up_and_down_loses_nothing(tmp_path: Path, stack: list[KanriUp]) -> None:
     port = free_port()
     config = write_stack(tmp_path, py_web(2), port)

@@ -133,6 +133,7 @@ class Exchange:
     last_failure: int = 502
     tried: tuple[object, ...] = ()  # the pools tried so far (in this round)
     sent: bool = False  # an upstream took the request, then failed
+    held: bool = False  # waited for a new instance after that: not replayed again
     retry_round: int = 0  # rounds over every instance that all failed to connect
     retry_until: float = 0.0  # when waiting for a refusing app gives up (loop time)
     # --- the response

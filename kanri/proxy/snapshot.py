@@ -33,6 +33,9 @@ class AppTargets:
     balance: Literal["round_robin", "least_conn"] = "round_robin"
     health: str | None = None  # HTTP path for active health checks; None = no active checks
     health_interval: float = 10.0
+    # An instance is starting or about to restart: with none ready, a request waits
+    # for it (HOLD_WINDOW) rather than getting a 503 at once.
+    coming: bool = False
 
 
 @dataclass(frozen=True, slots=True)

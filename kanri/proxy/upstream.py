@@ -38,6 +38,10 @@ The supervisor says these instances are ready, so a refusal is momentary: an app
 whose small listen backlog (Python's http.server keeps 5) overflows when a new
 instance gets its first burst of connections, or a listener being reopened.
 Nothing was sent, so trying again is safe for any method; nginx answers 502."""
+HOLD_WINDOW: Final = 5.0
+"""How long a request waits when its app has no ready instance but the supervisor
+is bringing one up (a crash restart, a deploy, ``kanri up``): answered by the new
+instance instead of a 503, as long as it is ready within this window."""
 REFUSED_RETRY_FIRST: Final = 0.01
 REFUSED_RETRY_MAX: Final = 0.25
 
@@ -88,6 +92,8 @@ class UpstreamSet:
         self.apps: dict[str, Balancer] = {}
         # Pools of instances that left the snapshot with requests still in flight.
         self.retired: dict[str, Pool] = {}
+        # Resolved by the next snapshot: requests held for an app with no ready instance.
+        self._next_snapshot: asyncio.Future[None] | None = None
 
     def apply(self, snapshot: Snapshot) -> None:
         old = self.pools
@@ -110,6 +116,9 @@ class UpstreamSet:
                     self.retired[key] = pool
         self.pools = pools
         self.apps = apps
+        waiting, self._next_snapshot = self._next_snapshot, None
+        if waiting is not None and not waiting.done():
+            waiting.set_result(None)
 
     def inflight(self, key: str) -> int:
         """Requests (and tunnels) in flight on the instance ``key``, in or out of the snapshot."""
@@ -126,9 +135,36 @@ class UpstreamSet:
         assert entry.app is not None
         balancer = self.apps.get(entry.app)
         if balancer is None or not balancer.pools:
-            ex.conn.send_error(ex, 503)
+            if balancer is not None and balancer.target.coming:
+                self.state.spawn(self._hold(ex, entry.app, entry.upstream_path(ex.url), 503))
+            else:
+                ex.conn.send_error(ex, 503)
             return
         self._attempt(ex, balancer, entry.upstream_path(ex.url))
+
+    async def _hold(self, ex: Exchange, app: str, target: bytes, failure: int) -> None:
+        """Wait for a snapshot with an instance of ``app`` that ``ex`` has not tried
+        (one that is starting or restarting), at most HOLD_WINDOW, and send ``ex``
+        there; answer ``failure`` if none comes."""
+        loop = self.state.loop
+        deadline = loop.time() + HOLD_WINDOW
+        while True:
+            balancer = self.apps.get(app)
+            if balancer is not None and any(p not in ex.tried for p in balancer.pools):
+                self._attempt(ex, balancer, target)
+                return
+            remaining = deadline - loop.time()
+            # Tried instances still in the snapshot may be on their way out (a crash
+            # the daemon is about to publish): wait for the next snapshot then too.
+            waiting = balancer is not None and (balancer.target.coming or balancer.pools)
+            if not waiting or remaining <= 0:
+                ex.conn.send_error(ex, failure)
+                return
+            if self._next_snapshot is None:
+                self._next_snapshot = loop.create_future()
+            await asyncio.wait((self._next_snapshot,), timeout=remaining)
+            if ex.conn.closed or ex.response_started:
+                return
 
     def _attempt(self, ex: Exchange, balancer: Balancer, target: bytes) -> None:
         state = self.state
@@ -136,6 +172,11 @@ class UpstreamSet:
         if pool is None:
             if not ex.sent and ex.last_failure == 502 and self._wait_for_refusing(ex):
                 state.spawn(self._retry_round(ex, balancer.target.name, target))
+            elif ex.sent and not ex.held:
+                # Every instance failed it mid-way (a crash, say; _fail replays only
+                # requests that are safe to send again): once, wait for a new one.
+                ex.held = True
+                state.spawn(self._hold(ex, balancer.target.name, target, ex.last_failure))
             else:
                 ex.conn.send_error(ex, ex.last_failure)
             return
@@ -186,7 +227,11 @@ class UpstreamSet:
                 self._attempt(ex, balancer, target)
                 return
             # The instances that refused have left the snapshot (crashed, say): wait
-            # for the restarted ones within the same window, then answer 503.
+            # for the restarted ones, then answer 503.
+            if balancer is not None and balancer.target.coming:
+                ex.tried = ()
+                await self._hold(ex, app, target, 503)
+                return
             if self.state.loop.time() >= ex.retry_until:
                 ex.conn.send_error(ex, 503)
                 return

@@ -116,6 +116,17 @@ class Instance:
     def wants_restart(self) -> bool:
         return self._want_restart is not None
 
+    @property
+    def coming(self) -> bool:
+        """Not ready, but on its way there: starting, waiting out a restart delay, or
+        stopping to start again (not ERRORED: a crash loop is not coming back soon)."""
+        if not self._want_running:
+            return False
+        state = self.state
+        return state in (State.STARTING, State.BACKOFF, State.STOPPED) or (
+            state is State.STOPPING and self._want_restart is not None
+        )
+
     # -- commands (may be called from any task on the loop) --------------------------
 
     def start(self) -> None:

@@ -87,6 +87,7 @@ class TestUpstream:
         self.received_heads: list[dict[str, Any]] = []
         self._writers: set[asyncio.StreamWriter] = set()
         self.unhealthy = False  # /healthz answers 503 while set
+        self.dropping = False  # while set, every request is read and left unanswered, as by a crash
         self._release = threading.Event()
         self._loop_thread = LoopThread()
         self._server = self._loop_thread.run(self._start())
@@ -129,6 +130,8 @@ class TestUpstream:
     async def _one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         head = await reader.readuntil(b"\r\n\r\n")
         self.requests += 1
+        if self.dropping:
+            raise ConnectionError("dropped")
         lines = head.decode("latin-1").split("\r\n")
         method, target, _ = lines[0].split(" ", 2)
         headers: list[tuple[str, str]] = []

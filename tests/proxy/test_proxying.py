@@ -6,6 +6,7 @@ import json
 import socket
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -265,6 +266,88 @@ def test_refused_request_waits_for_a_restarted_instance(proxy: RunningProxy, roo
         assert server.requests == 1
     finally:
         server.close()
+
+
+def asking(proxy: RunningProxy, path: str = "/echo") -> tuple[threading.Thread, list[Any]]:
+    """A GET in a thread; its (status, seconds taken) lands in the list."""
+    answers: list[Any] = []
+
+    def ask() -> None:
+        began = time.monotonic()
+        with httpx.Client(base_url=proxy.url, timeout=15) as client:
+            status = client.get(path).status_code
+        answers.append((status, time.monotonic() - began))
+
+    asker = threading.Thread(target=ask)
+    asker.start()
+    return asker, answers
+
+
+def test_request_waits_for_an_instance_that_is_coming(proxy: RunningProxy, root: Path) -> None:
+    """No instance is ready, but the supervisor is starting one (a crash restart, a
+    deploy): the request waits and the new instance answers it, not a 503."""
+    routes = [route("/", root, app="soon")]
+    proxy.publish(snapshot(routes, {"soon": []}, coming=True))
+    asker, answers = asking(proxy)
+    wait_for(lambda: sum(s.requests for s in proxy.stats()) >= 1, what="the request")
+    server = TestUpstream("soon")
+    try:
+        proxy.publish(snapshot(routes, {"soon": [server.upstream(app="soon")]}, version=2))
+        asker.join(15)
+        assert [status for status, _ in answers] == [200]
+        assert server.requests == 1
+    finally:
+        server.close()
+
+
+def test_waiting_ends_when_the_instance_is_no_longer_coming(
+    proxy: RunningProxy, root: Path
+) -> None:
+    """The app gave up (a crash loop) or was stopped: waiting requests get their 503 at
+    once, not at the end of the 5 s window; with nothing published they get it then."""
+    routes = [route("/", root, app="never")]
+    proxy.publish(snapshot(routes, {"never": []}, coming=True))
+    asker, answers = asking(proxy)
+    wait_for(lambda: sum(s.requests for s in proxy.stats()) >= 1, what="the request")
+    proxy.publish(snapshot(routes, {"never": []}, version=2))
+    asker.join(15)
+    assert [status for status, _ in answers] == [503]
+    assert answers[0][1] < 4.0  # HOLD_WINDOW is 5 s
+    proxy.publish(snapshot(routes, {"never": []}, version=3, coming=True))
+    asker, answers = asking(proxy)
+    asker.join(15)
+    assert [status for status, _ in answers] == [503]
+    assert 4.9 <= answers[0][1] < 8.0
+
+
+def took_one(server: TestUpstream) -> bool:
+    return server.requests >= 1
+
+
+def test_request_cut_by_a_crash_is_replayed_once_on_the_new_instance(
+    proxy: RunningProxy, root: Path
+) -> None:
+    """The only instance takes a GET and dies before answering: the GET goes to the
+    instance that replaces it. One that the replacement drops too gets its 502: a
+    request that kills every instance is not replayed on each restart."""
+    routes = [route("/", root, app="crash")]
+    victim, heir, third = TestUpstream("victim"), TestUpstream("heir"), TestUpstream("third")
+    try:
+        for first, second, expected in ((victim, heir, 200), (heir, third, 502)):
+            first.dropping = True
+            second.dropping = expected != 200
+            proxy.publish(snapshot(routes, {"crash": [first.upstream(app="crash")]}))
+            asker, answers = asking(proxy)
+            wait_for(partial(took_one, first), what="the request at the first instance")
+            proxy.publish(snapshot(routes, {"crash": []}, coming=True))
+            proxy.publish(snapshot(routes, {"crash": [second.upstream(app="crash")]}))
+            asker.join(15)
+            assert [status for status, _ in answers] == [expected]
+            assert (first.requests, second.requests) == (1, 1)
+            first.requests = second.requests = 0
+    finally:
+        for server in (victim, heir, third):
+            server.close()
 
 
 def test_no_ready_instance_is_503_with_retry_after(proxy: RunningProxy, root: Path) -> None:
