@@ -22,9 +22,10 @@ from kanri.supervisor.policy import RestartPolicy
 from kanri.supervisor.states import State, check_transition
 from kanri.supervisor.watchdog import Watchdog
 
-# Readiness is probed at spawn, then 10, 30, 70, 150 ms after it and every 100 ms from
-# then on: a Node.js app listening 50 ms after its spawn is ready at 70 ms, not 100.
-READY_POLL_FIRST = 0.01
+# Readiness is probed every 10 ms for the first second after the spawn (most apps
+# listen within it; a refused connect costs microseconds), then every 100 ms.
+READY_POLL_FAST = 0.01
+READY_POLL_FAST_FOR = 1.0
 READY_POLL = 0.1
 KILL_WAIT = 5.0  # after SIGKILL, how long to wait for the kernel to reap
 
@@ -280,7 +281,7 @@ class Instance:
     async def _starting(self) -> None:
         assert self.started_at is not None
         deadline = self.started_at + self.app.ready_timeout
-        poll = READY_POLL_FIRST
+        fast_until = self.started_at + READY_POLL_FAST_FOR
         while True:
             if self._exited.is_set():
                 return self._after_exit()
@@ -301,8 +302,8 @@ class Instance:
                 self.ready_at = time.monotonic()
                 check = f"GET {self.app.health}" if self.app.health else "TCP connect"
                 return self._set(State.READY, f"{check} to port {self.port} succeeded")
-            await self._wait_exit_or_poke(poll)
-            poll = min(poll * 2, READY_POLL)
+            fast = time.monotonic() < fast_until
+            await self._wait_exit_or_poke(READY_POLL_FAST if fast else READY_POLL)
 
     async def _ready(self) -> None:
         await self._wait_exit_or_poke(None)
