@@ -218,7 +218,11 @@ METHOD = """## How it is measured
   cluster mode a connection handed to the dead worker hangs) until one
   answers 200; both supervisors with `min_uptime` 1 s and the kill repeated
   after it, so no restart backoff applies. kanri waits its default
-  `restart_delay` (100 ms) before a restart.
+  `restart_delay` (100 ms) before a restart. "Failed GETs" counts the
+  attempts refused or reset before the 200. The row "kanri, through its
+  proxy" sends one GET to kanri's proxy right after the kill: no instance is
+  ready, but one is coming, so the proxy holds the request and the new
+  instance answers it (0 failed is the point of that row).
 - **Scenario 7**: 10 apps (`bench/apps/idle.py`, listening on their port and
   idle), RSS and PSS after they are all up; the apps themselves not counted.
 - **Scenario 8**: 5,000 clients each send one GET and keep the connection
