@@ -2,8 +2,8 @@
 
 32 keep-alive clients send GETs through the proxy for a few seconds; a quarter
 of the way in, the harness runs ``kanri reload node`` or ``pm2 reload APP``, or
-sends SIGKILL to one of two instances. nginx (1 worker) in front of PM2 keeps
-its defaults for failures (``max_fails=1 fail_timeout=10s``,
+sends SIGKILL to an instance (the only one, or one of two). nginx (1 worker)
+in front of PM2 keeps its defaults for failures (``max_fails=1 fail_timeout=10s``,
 ``proxy_next_upstream error timeout``). Every case starts from a fresh stack.
 """
 
@@ -40,14 +40,17 @@ class Case:
 CASES = (
     Case("kanri", "kanri", 1, "reload"),
     Case("kanri", "kanri", 2, "reload"),
+    Case("kanri", "kanri", 1, "kill -9"),
     Case("kanri", "kanri", 2, "kill -9"),
     Case("nginx-pm2-fork", "nginx + PM2 fork", 1, "reload"),
     Case("nginx-pm2-fork", "nginx + PM2 fork", 2, "reload"),
+    Case("nginx-pm2-fork", "nginx + PM2 fork", 1, "kill -9"),
     Case("nginx-pm2-fork", "nginx + PM2 fork", 2, "kill -9"),
     Case("nginx-pm2-cluster", "nginx + PM2 cluster", 2, "reload"),
+    Case("nginx-pm2-cluster", "nginx + PM2 cluster", 1, "kill -9"),
     Case("nginx-pm2-cluster", "nginx + PM2 cluster", 2, "kill -9"),
 )
-SMOKE = (CASES[1], CASES[6])
+SMOKE = (CASES[1], CASES[8])
 
 
 def _kanri_case(

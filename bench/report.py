@@ -250,14 +250,23 @@ METHOD = """## How it is measured
   workers do per request, and its p99 is as low or lower with 1 worker, but
   requests per second stay 2-20% below nginx + PM2 cluster from run to run
   (2 workers add a context switch every 3 requests for kanri and nginx alike,
-  and kanri's extra user time weighs more there). Closing that needs
-  the per-request path out of Python (llhttp, uvloop and CPython's calls),
-  not more trimming of the proxy's own code, which is already the smallest
-  part.
+  and kanri's extra user time weighs more there). The same proxy worker that
+  costs what nginx's does in scenario 1 costs 1.3-1.4x nginx's with the
+  Node.js instances beside it, also in front of PM2's cluster port (one
+  upstream, as nginx has it): the system calls per request are the same
+  (two reads and two writes, from `/proc/PID/io`), and so are the context
+  switches per request and the split of its time in `perf` (kernel about 66%,
+  libpython 14%, llhttp 6-7%, compiled kanri 5-6%, uvloop 5%); all of it just
+  runs slower when Node.js shares the cores, which a C worker with a small
+  working set feels less. `SCHED_BATCH` or `nice -5` for the proxy worker,
+  or `SCHED_BATCH` for the apps, changed nothing beyond the noise. Closing
+  that needs the per-request path out of Python (llhttp, uvloop and CPython's
+  calls), not more trimming of the proxy's own code, which is already the
+  smallest part.
 - **Scenario 9**: 32 keep-alive clients (a Python asyncio load generator,
   `bench/load.py`) send GETs through the proxy; a quarter of the way in, the
-  app is reloaded (or one of two instances is killed with `kill -9`). A
-  failed request is a connection error, a timeout or a 5xx. nginx in front of
-  PM2 keeps its defaults here (`max_fails=1 fail_timeout=10s`,
-  `proxy_next_upstream error timeout`), as most setups do.
+  app is reloaded (or its only instance, or one of two, is killed with
+  `kill -9`). A failed request is a connection error, a timeout or a 5xx.
+  nginx in front of PM2 keeps its defaults here (`max_fails=1
+  fail_timeout=10s`, `proxy_next_upstream error timeout`), as most setups do.
 """
