@@ -258,6 +258,9 @@ class ProxyConfig(_Frozen):
     connect_timeout: Duration = 60.0
     read_timeout: Duration = 60.0
     write_timeout: Duration = 60.0
+    # With no instance of an app ready but one starting or restarting, a request
+    # waits this long for it before its 503; 0 answers 503 at once.
+    queue_timeout: Duration = 5.0
     max_connections: StrictInt = Field(default=4096, ge=1)
     # Per instance per worker. The pool only ever holds connections that were in use
     # at once, and closes them after balance.IDLE_TIMEOUT (1.5 s) idle, so a roomy cap

@@ -83,6 +83,7 @@ class ProxySettings:
     connect_timeout: float
     read_timeout: float
     write_timeout: float
+    queue_timeout: float
     max_connections: int
     upstream_keepalive: int
     max_fails: int
@@ -103,6 +104,7 @@ class ProxySettings:
             connect_timeout=config.connect_timeout,
             read_timeout=config.read_timeout,
             write_timeout=config.write_timeout,
+            queue_timeout=config.queue_timeout,
             max_connections=config.max_connections,
             upstream_keepalive=config.upstream_keepalive,
             max_fails=config.max_fails,

@@ -34,7 +34,7 @@ class AppTargets:
     health: str | None = None  # HTTP path for active health checks; None = no active checks
     health_interval: float = 10.0
     # An instance is starting or about to restart: with none ready, a request waits
-    # for it (HOLD_WINDOW) rather than getting a 503 at once.
+    # for it (up to the proxy's queue_timeout) rather than getting a 503 at once.
     coming: bool = False
 
 

@@ -38,10 +38,6 @@ The supervisor says these instances are ready, so a refusal is momentary: an app
 whose small listen backlog (Python's http.server keeps 5) overflows when a new
 instance gets its first burst of connections, or a listener being reopened.
 Nothing was sent, so trying again is safe for any method; nginx answers 502."""
-HOLD_WINDOW: Final = 5.0
-"""How long a request waits when its app has no ready instance but the supervisor
-is bringing one up (a crash restart, a deploy, ``kanri up``): answered by the new
-instance instead of a 503, as long as it is ready within this window."""
 REFUSED_RETRY_FIRST: Final = 0.01
 REFUSED_RETRY_MAX: Final = 0.25
 
@@ -135,7 +131,7 @@ class UpstreamSet:
         assert entry.app is not None
         balancer = self.apps.get(entry.app)
         if balancer is None or not balancer.pools:
-            if balancer is not None and balancer.target.coming:
+            if balancer is not None and balancer.target.coming and self.state.config.queue_timeout:
                 self.state.spawn(self._hold(ex, entry.app, entry.upstream_path(ex.url), 503))
             else:
                 ex.conn.send_error(ex, 503)
@@ -144,10 +140,11 @@ class UpstreamSet:
 
     async def _hold(self, ex: Exchange, app: str, target: bytes, failure: int) -> None:
         """Wait for a snapshot with an instance of ``app`` that ``ex`` has not tried
-        (one that is starting or restarting), at most HOLD_WINDOW, and send ``ex``
-        there; answer ``failure`` if none comes."""
+        (one that is starting or restarting), at most ``queue_timeout``, and send
+        ``ex`` there; answer ``failure`` if none comes (a new instance that is ready
+        in time answers it, instead of a 503 or 502 from a restart)."""
         loop = self.state.loop
-        deadline = loop.time() + HOLD_WINDOW
+        deadline = loop.time() + self.state.config.queue_timeout
         while True:
             balancer = self.apps.get(app)
             if balancer is not None and any(p not in ex.tried for p in balancer.pools):

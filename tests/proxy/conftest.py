@@ -32,6 +32,7 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningProxy]:
         max_header_size="8KiB",
         read_timeout="1s",
         connect_timeout="1s",
+        queue_timeout="1s",
     )
     yield running
     running.close()

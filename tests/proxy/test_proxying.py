@@ -198,15 +198,50 @@ def test_upstream_down_is_502(proxy: RunningProxy, root: Path) -> None:
     assert 1.9 <= took < 4.0
 
 
-def refused_for_a_while(proxy: RunningProxy) -> None:
-    """Return once the proxy has been refused for some 0.3 s on the one request it has.
+def handled(proxy: RunningProxy) -> int:
+    """Requests the proxy's workers have counted so far (the module's proxy is shared)."""
+    return sum(s.requests for s in proxy.stats())
 
-    The worker counts the request before it connects; a refused connect on loopback
-    takes well under a millisecond, so 0.3 s later several rounds have been refused
+
+class Asker:
+    """One request in a thread; ``start`` returns once the proxy has counted it."""
+
+    def __init__(self, proxy: RunningProxy, body: bytes | None = None) -> None:
+        self.proxy = proxy
+        self.body = body
+        self.answers: list[tuple[httpx.Response, float]] = []
+        self.thread = threading.Thread(target=self._ask)
+
+    def _ask(self) -> None:
+        began = time.monotonic()
+        with httpx.Client(base_url=self.proxy.url, timeout=15) as client:
+            if self.body is None:
+                response = client.get("/echo")
+            else:
+                response = client.post("/echo", content=self.body)
+        self.answers.append((response, time.monotonic() - began))
+
+    def start(self) -> Asker:
+        before = handled(self.proxy)
+        self.thread.start()
+        wait_for(lambda: handled(self.proxy) > before, what="the request at the proxy")
+        return self
+
+    def statuses(self) -> list[int]:
+        self.thread.join(15)
+        return [response.status_code for response, _ in self.answers]
+
+    @property
+    def took(self) -> float:
+        return self.answers[0][1]
+
+
+def refused_for_a_while() -> None:
+    """Return 0.3 s after the proxy took the request: a refused connect on loopback
+    takes well under a millisecond, so by then several rounds have been refused
     (without the wait, the proxy answered 502 after the first). Only what follows is
     asserted: the wait just makes sure the listener opens after the refusals.
     """
-    wait_for(lambda: sum(s.requests for s in proxy.stats()) >= 1, what="the request")
     deadline = time.monotonic() + 0.3
     wait_for(lambda: time.monotonic() >= deadline, what="some refused connects")
 
@@ -221,20 +256,12 @@ def test_momentary_refusal_waits_for_the_instance(proxy: RunningProxy, root: Pat
             {"blink": [Upstream("blink:0", "blink", "127.0.0.1", port)]},
         )
     )
-    answers: list[httpx.Response] = []
-
-    def ask() -> None:
-        with httpx.Client(base_url=proxy.url, timeout=10) as client:
-            answers.append(client.post("/echo", content=b"body"))
-
-    asker = threading.Thread(target=ask)
-    asker.start()
-    refused_for_a_while(proxy)
+    asker = Asker(proxy, body=b"body").start()
+    refused_for_a_while()
     server = TestUpstream("blink", port=port)
     try:
-        asker.join(10)
-        assert [r.status_code for r in answers] == [200]
-        assert seen(answers[0])["body_size"] == 4
+        assert asker.statuses() == [200]
+        assert seen(asker.answers[0][0])["body_size"] == 4
         assert server.requests == 1
     finally:
         server.close()
@@ -246,41 +273,18 @@ def test_refused_request_waits_for_a_restarted_instance(proxy: RunningProxy, roo
     dead = Upstream("phoenix:0#1", "phoenix", "127.0.0.1", free_port())
     routes = [route("/", root, app="phoenix")]
     proxy.publish(snapshot(routes, {"phoenix": [dead]}))
-    answers: list[httpx.Response] = []
-
-    def ask() -> None:
-        with httpx.Client(base_url=proxy.url, timeout=10) as client:
-            answers.append(client.get("/echo"))
-
-    asker = threading.Thread(target=ask)
-    asker.start()
-    refused_for_a_while(proxy)
+    asker = Asker(proxy).start()
+    refused_for_a_while()
     proxy.publish(snapshot(routes, {"phoenix": []}))
     server = TestUpstream("phoenix")
     try:
         proxy.publish(
             snapshot(routes, {"phoenix": [server.upstream("phoenix:0#2", app="phoenix")]})
         )
-        asker.join(10)
-        assert [r.status_code for r in answers] == [200]
+        assert asker.statuses() == [200]
         assert server.requests == 1
     finally:
         server.close()
-
-
-def asking(proxy: RunningProxy, path: str = "/echo") -> tuple[threading.Thread, list[Any]]:
-    """A GET in a thread; its (status, seconds taken) lands in the list."""
-    answers: list[Any] = []
-
-    def ask() -> None:
-        began = time.monotonic()
-        with httpx.Client(base_url=proxy.url, timeout=15) as client:
-            status = client.get(path).status_code
-        answers.append((status, time.monotonic() - began))
-
-    asker = threading.Thread(target=ask)
-    asker.start()
-    return asker, answers
 
 
 def test_request_waits_for_an_instance_that_is_coming(proxy: RunningProxy, root: Path) -> None:
@@ -288,36 +292,35 @@ def test_request_waits_for_an_instance_that_is_coming(proxy: RunningProxy, root:
     deploy): the request waits and the new instance answers it, not a 503."""
     routes = [route("/", root, app="soon")]
     proxy.publish(snapshot(routes, {"soon": []}, coming=True))
-    asker, answers = asking(proxy)
-    wait_for(lambda: sum(s.requests for s in proxy.stats()) >= 1, what="the request")
+    asker = Asker(proxy).start()
     server = TestUpstream("soon")
     try:
         proxy.publish(snapshot(routes, {"soon": [server.upstream(app="soon")]}, version=2))
-        asker.join(15)
-        assert [status for status, _ in answers] == [200]
+        assert asker.statuses() == [200]
         assert server.requests == 1
     finally:
         server.close()
 
 
 def test_waiting_ends_when_the_instance_is_no_longer_coming(
-    proxy: RunningProxy, root: Path
+    proxy: RunningProxy, root: Path, tmp_path: Path
 ) -> None:
     """The app gave up (a crash loop) or was stopped: waiting requests get their 503 at
-    once, not at the end of the 5 s window; with nothing published they get it then."""
+    once, not at the end of queue_timeout; with nothing published they get it then."""
     routes = [route("/", root, app="never")]
+    patient = RunningProxy(tmp_path / "state", queue_timeout="10s")
+    try:
+        patient.publish(snapshot(routes, {"never": []}, coming=True))
+        asker = Asker(patient).start()
+        patient.publish(snapshot(routes, {"never": []}, version=2))
+        assert asker.statuses() == [503]
+        assert asker.took < 5.0  # not the 10 s of queue_timeout
+    finally:
+        patient.close()
     proxy.publish(snapshot(routes, {"never": []}, coming=True))
-    asker, answers = asking(proxy)
-    wait_for(lambda: sum(s.requests for s in proxy.stats()) >= 1, what="the request")
-    proxy.publish(snapshot(routes, {"never": []}, version=2))
-    asker.join(15)
-    assert [status for status, _ in answers] == [503]
-    assert answers[0][1] < 4.0  # HOLD_WINDOW is 5 s
-    proxy.publish(snapshot(routes, {"never": []}, version=3, coming=True))
-    asker, answers = asking(proxy)
-    asker.join(15)
-    assert [status for status, _ in answers] == [503]
-    assert 4.9 <= answers[0][1] < 8.0
+    asker = Asker(proxy).start()
+    assert asker.statuses() == [503]
+    assert 0.95 <= asker.took < 4.0  # the module's queue_timeout is 1 s
 
 
 def took_one(server: TestUpstream) -> bool:
@@ -337,12 +340,11 @@ def test_request_cut_by_a_crash_is_replayed_once_on_the_new_instance(
             first.dropping = True
             second.dropping = expected != 200
             proxy.publish(snapshot(routes, {"crash": [first.upstream(app="crash")]}))
-            asker, answers = asking(proxy)
+            asker = Asker(proxy).start()
             wait_for(partial(took_one, first), what="the request at the first instance")
             proxy.publish(snapshot(routes, {"crash": []}, coming=True))
             proxy.publish(snapshot(routes, {"crash": [second.upstream(app="crash")]}))
-            asker.join(15)
-            assert [status for status, _ in answers] == [expected]
+            assert asker.statuses() == [expected]
             assert (first.requests, second.requests) == (1, 1)
             first.requests = second.requests = 0
     finally:
