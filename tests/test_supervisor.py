@@ -77,6 +77,55 @@ def test_crash_loop_backs_off_then_errors_then_retries(tmp_path: Path) -> None:
     assert "4 fast exits in a row" in errored[0].reason
 
 
+def test_an_instance_is_coming_until_it_is_ready_or_given_up(tmp_path: Path) -> None:
+    """``coming`` tells the proxy to hold requests: true while an instance starts,
+    waits to restart or stops to start again; false once it is ready, stopped, or
+    errored after a crash loop."""
+    toml = app("web") + app(
+        "crashy", "--exit-code 1", 'restart_delay = "100ms"\nmax_restarts = 1\nmin_uptime = "5s"'
+    )
+    (tmp_path / "kanri.toml").write_text(toml)
+    config = load_config(tmp_path / "kanri.toml")
+    seen: list[tuple[str, str, bool]] = []
+
+    def record(inst: Instance, event: Transition) -> None:
+        seen.append((event.app, str(event.new), inst.coming))
+
+    async def main() -> None:
+        async with Supervisor(config, tmp_path / ".kanri", on_transition=record) as sup:
+            web, crashy = sup.instances("web")[0], sup.instances("crashy")[0]
+            assert not web.coming and not crashy.coming  # not started yet
+            sup.start_app("web")
+            sup.start_app("crashy")
+            assert await web.wait_for(lambda s: s is State.READY, 10)
+            assert await crashy.wait_for(lambda s: s is State.ERRORED, 10)
+            sup.restart_app("web")
+            assert await web.wait_for(lambda s: s is State.STOPPED, 10)
+            assert await web.wait_for(lambda s: s is State.READY, 10)
+            await sup.stop_app("web")
+
+    asyncio.run(main())
+    web = [(state, coming) for name, state, coming in seen if name == "web"]
+    assert web == [
+        ("starting", True),
+        ("ready", False),
+        ("stopping", True),  # restarting: a new process follows
+        ("stopped", True),
+        ("starting", True),
+        ("ready", False),
+        ("stopping", False),  # stopped for good
+        ("stopped", False),
+    ]
+    crashy = [(state, coming) for name, state, coming in seen if name == "crashy"]
+    assert crashy == [
+        ("starting", True),
+        ("backoff", True),
+        ("starting", True),
+        ("errored", False),
+        ("stopped", False),  # the supervisor closing
+    ]
+
+
 def test_on_failure_does_not_restart_a_clean_exit(tmp_path: Path) -> None:
     toml = app("once", "--exit-code 0", 'restart = "on-failure"') + app(
         "failing", "--exit-code 2", 'restart = "on-failure"\nmax_restarts = 1'
