@@ -126,6 +126,23 @@ def test_an_instance_is_coming_until_it_is_ready_or_given_up(tmp_path: Path) -> 
     ]
 
 
+def test_a_warming_app_is_asked_for_its_health_ten_times_a_second(tmp_path: Path) -> None:
+    """Readiness is probed every 10 ms only while nothing listens; an app that listens
+    but answers its health path with 503 while it warms up is asked every 100 ms."""
+    toml = app("warm", "--warm-up 0.8", 'health = "/healthz"')
+
+    async def body(sup: Supervisor, events: list[Transition]) -> None:
+        sup.start_app("warm")
+        assert await sup.instances("warm")[0].wait_for(lambda s: s is State.READY, 10)
+
+    events = run_stack(tmp_path, toml, body)
+    assert any(e.new is State.READY and "GET /healthz" in e.reason for e in events)
+    log = (tmp_path / ".kanri" / "logs" / "warm-0.log").read_text()
+    refused = log.count("health 503")
+    # About 8 in the 0.8 s at 100 ms apart; 10 ms apart it was about 60.
+    assert 1 <= refused <= 15, refused
+
+
 def test_on_failure_does_not_restart_a_clean_exit(tmp_path: Path) -> None:
     toml = app("once", "--exit-code 0", 'restart = "on-failure"') + app(
         "failing", "--exit-code 2", 'restart = "on-failure"\nmax_restarts = 1'

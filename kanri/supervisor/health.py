@@ -8,8 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 
 HOST = "127.0.0.1"
+
+
+class Readiness(enum.Enum):
+    READY = "ready"
+    CLOSED = "closed"  # nothing accepts on the port yet: the app saw no probe
+    NOT_READY = "not ready"  # the app took the probe and is not ready (health not 2xx/3xx)
 
 
 async def tcp_ready(port: int, timeout: float = 1.0) -> bool:
@@ -23,12 +30,15 @@ async def tcp_ready(port: int, timeout: float = 1.0) -> bool:
     return True
 
 
-async def http_ready(port: int, path: str, timeout: float = 2.0) -> bool:
+async def http_ready(port: int, path: str, timeout: float = 2.0) -> Readiness:
     """GET ``path`` and accept any 2xx or 3xx status."""
     try:
-        return await asyncio.wait_for(_http_status_ok(port, path), timeout)
+        ok = await asyncio.wait_for(_http_status_ok(port, path), timeout)
+    except ConnectionRefusedError:
+        return Readiness.CLOSED
     except (OSError, TimeoutError, ValueError):
-        return False
+        return Readiness.NOT_READY
+    return Readiness.READY if ok else Readiness.NOT_READY
 
 
 async def _http_status_ok(port: int, path: str) -> bool:
@@ -48,7 +58,7 @@ async def _http_status_ok(port: int, path: str) -> bool:
         writer.close()
 
 
-async def check_ready(port: int, health: str | None) -> bool:
+async def check_ready(port: int, health: str | None) -> Readiness:
     if health is None:
-        return await tcp_ready(port)
+        return Readiness.READY if await tcp_ready(port) else Readiness.CLOSED
     return await http_ready(port, health)

@@ -22,8 +22,10 @@ from kanri.supervisor.policy import RestartPolicy
 from kanri.supervisor.states import State, check_transition
 from kanri.supervisor.watchdog import Watchdog
 
-# Readiness is probed every 10 ms for the first second after the spawn (most apps
-# listen within it; a refused connect costs microseconds), then every 100 ms.
+# Readiness is probed every 10 ms for the first second after the spawn while nothing
+# listens on the port (most apps listen within it; a refused connect costs
+# microseconds and the app never sees it), then every 100 ms: an app that answers its
+# health path with an error while it warms up is asked (and logs it) 10 times a second.
 READY_POLL_FAST = 0.01
 READY_POLL_FAST_FOR = 1.0
 READY_POLL = 0.1
@@ -298,10 +300,13 @@ class Instance:
                 return await self._begin_stop(
                     f"not ready within ready_timeout ({self.app.ready_timeout:g}s)"
                 )
-            if await health.check_ready(self.port, self.app.health) and not self._exited.is_set():
+            readiness = await health.check_ready(self.port, self.app.health)
+            if readiness is health.Readiness.READY and not self._exited.is_set():
                 self.ready_at = time.monotonic()
                 check = f"GET {self.app.health}" if self.app.health else "TCP connect"
                 return self._set(State.READY, f"{check} to port {self.port} succeeded")
+            if readiness is health.Readiness.NOT_READY:
+                fast_until = 0.0
             fast = time.monotonic() < fast_until
             await self._wait_exit_or_poke(READY_POLL_FAST if fast else READY_POLL)
 

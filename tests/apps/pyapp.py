@@ -7,6 +7,7 @@
 --no-listen         never open $PORT
 --print-lines N     print N numbered lines to stdout (and one to stderr), then serve
 --fail-if FILE      exit with code 1 at once if FILE exists (a broken deploy)
+--warm-up S         GET /healthz answers 503 (and prints "health 503") for S seconds
 
 GET /slow?s=N answers after N seconds (default 3).
 """
@@ -20,11 +21,19 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+WARM_UNTIL = 0.0  # monotonic time until which /healthz answers 503
+
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as real app servers do
 
     def do_GET(self) -> None:
+        if self.path == "/healthz" and time.monotonic() < WARM_UNTIL:
+            print("health 503", flush=True)
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if self.path.startswith("/slow"):
             time.sleep(float(self.path.partition("s=")[2] or 3))
         body = json.dumps(
@@ -56,7 +65,10 @@ def main() -> None:
     parser.add_argument("--no-listen", action="store_true")
     parser.add_argument("--print-lines", type=int, default=0)
     parser.add_argument("--fail-if")
+    parser.add_argument("--warm-up", type=float, default=0.0)
     args = parser.parse_args()
+    global WARM_UNTIL
+    WARM_UNTIL = time.monotonic() + args.warm_up
 
     if args.fail_if and os.path.exists(args.fail_if):
         print(f"refusing to start: {args.fail_if} exists", file=sys.stderr)
