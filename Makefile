@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 NATIVE := $(VENV)/.compiled
 # setup.py compiles the proxy's hot modules with mypyc; editing one recompiles them.
-HOT    := $(wildcard kanri/proxy/*.py) kanri/native.py
+HOT    := $(wildcard kanri/proxy/*.py) kanri/proxy/_heads.c kanri/native.py
 
 .PHONY: install demo example test lint bench clean
 
@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml setup.py
 # mypyc leaves the library untouched when the C it generates is unchanged:
 # touch it, so tests/proxy/test_native.py sees it is as new as the sources.
 $(NATIVE): $(STAMP) $(HOT)
-	$(PY) setup.py -q build_ext --inplace
+	KANRI_REQUIRE_COMPILED=1 $(PY) setup.py -q build_ext --inplace
 	touch -c kanri/proxy/*.so
 	touch $(NATIVE)
 

@@ -18,6 +18,10 @@ HOT_MODULES = ("balance", "errors", "exchange", "http", "routing", "state", "sta
 # own extension file is a small shim that loads its part from here.
 GROUP_LIBRARY = "_native__mypyc"
 
+# The C module that parses the common request and response heads in one call
+# (kanri/proxy/_heads.c); without it every head goes through llhttp.
+HEADS_MODULE = "_heads"
+
 
 def compiled_file(module: str) -> Path | None:
     """The extension file Python loads for ``kanri.proxy.<module>``, if there is one."""
@@ -29,4 +33,4 @@ def compiled_file(module: str) -> Path | None:
 
 
 def proxy_compiled() -> bool:
-    return all(compiled_file(name) is not None for name in HOT_MODULES)
+    return all(compiled_file(name) is not None for name in (*HOT_MODULES, HEADS_MODULE))

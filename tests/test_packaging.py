@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kanri.native import GROUP_LIBRARY, HOT_MODULES
+from kanri.native import GROUP_LIBRARY, HEADS_MODULE, HOT_MODULES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,5 +40,6 @@ def test_wheel_has_the_compiled_proxy(tmp_path: Path) -> None:
         for n in names
         if n.startswith("kanri/proxy/") and n.endswith(".so")
     }
-    assert compiled == {GROUP_LIBRARY, *HOT_MODULES}, sorted(compiled)
+    assert compiled == {GROUP_LIBRARY, HEADS_MODULE, *HOT_MODULES}, sorted(compiled)
+    assert "kanri/proxy/_heads.pyi" in names
     assert "kanri/proxy/http.py" in names  # the source ships too: tracebacks show its lines

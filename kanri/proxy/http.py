@@ -7,6 +7,10 @@ the checks llhttp leaves to the application (Host, Transfer-Encoding other than
 chunked, HTTP version, request-target form, header and body size limits).
 Any of them answers 4xx/5xx and closes the connection.
 
+The common head (a GET or HEAD with no body, complete in one read) is parsed
+in one call by the C module ``_heads``, which takes only a strict subset of
+what llhttp accepts and hands everything else back to it (see _heads.c).
+
 Pipelined requests are answered in order: while one Exchange is active, the
 next complete request waits in ``queue`` and reading from the socket pauses,
 so at most one socket read is buffered. Reading also pauses while an
@@ -17,6 +21,7 @@ are a bit mask, so the reasons never undo each other).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from time import monotonic
 from typing import TYPE_CHECKING, Final, cast
 
@@ -49,7 +54,15 @@ from kanri.proxy.state import WorkerState
 from kanri.proxy.static import FileStream
 
 if TYPE_CHECKING:
+    from kanri.proxy._heads import RequestHead
     from kanri.proxy.upstream import UpstreamConnection
+
+try:
+    from kanri.proxy import _heads
+
+    parse_request: Callable[[bytes, int, int], RequestHead | None] | None = _heads.parse_request
+except ImportError:  # not compiled (KANRI_PURE=1, no C compiler): llhttp parses every head
+    parse_request = None
 
 # Why reading from the client is paused (bit mask).
 PAUSE_PIPELINE: Final = 1  # a complete request waits behind the active one
@@ -89,6 +102,7 @@ class ClientConnection(asyncio.Protocol):
         "dl_kind",
         "eof",
         "ex",
+        "fast",
         "forwarded",
         "host_cache",
         "hsize",
@@ -122,6 +136,9 @@ class ClientConnection(asyncio.Protocol):
         self.tunnel: UpstreamConnection | None = None
         self.streaming: FileStream | None = None
         self.eof = False
+        # Heads may be parsed by _heads while llhttp is between messages and has seen
+        # nothing that changes how it reads the next one (close, upgrade, an error).
+        self.fast = parse_request is not None
         # Per connection, not per request: the forwarding headers and the last Host seen.
         self.forwarded = b"X-Forwarded-For: -\r\nX-Real-IP: -\r\nX-Forwarded-Proto: http\r\n"
         self.host_cache: tuple[bytes | None, bytes] = (None, b"")
@@ -181,6 +198,10 @@ class ClientConnection(asyncio.Protocol):
         if tunnel is not None:
             tunnel.write_raw(data)
             return
+        if self.fast and self.ex is None and not self.paused:
+            data = self._parse_fast(data)
+            if not data:
+                return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -221,6 +242,53 @@ class ClientConnection(asyncio.Protocol):
             self.streaming.wake()
         elif ex is not None and ex.upstream is not None:
             ex.upstream.resume_reading()
+
+    # --- the fast path: whole heads from _heads ---------------------------------
+
+    def _parse_fast(self, data: bytes) -> bytes:
+        """Take the complete common requests at the start of ``data``; return the rest."""
+        assert parse_request is not None
+        max_head = self.state.max_header
+        pos = 0
+        while True:
+            head = parse_request(data, pos, max_head)
+            if head is None:
+                return data[pos:] if pos else data
+            pos = head[0]
+            self._take(head)
+            if self.closed or self.paused & PAUSE_BROKEN or pos == len(data):
+                return b""
+
+    def _take(self, head: RequestHead) -> None:
+        """A request from _heads: what the callbacks below do for one without a body."""
+        ex = Exchange(self, self.state.clock.now)
+        ex.method = head[1]
+        ex.url = head[2]
+        ex.host = head[3]
+        ex.host_count = 1
+        ex.fwd_headers.append(head[4])
+        if head[5] is not None:
+            ex.xff = head[5]
+        if head[6] is not None:
+            ex.referer = head[6]
+        if head[7] is not None:
+            ex.user_agent = head[7]
+        if head[8] is not None:
+            ex.accept_encoding = head[8]
+        if head[9] is not None:
+            ex.if_none_match = head[9]
+        if head[10] is not None:
+            ex.if_modified_since = head[10]
+        if head[11] is not None:
+            ex.range = head[11]
+        if head[12] is not None:
+            ex.if_range = head[12]
+        ex.request_done = True
+        # on_message_begin would set the header deadline, on_headers_complete clear it.
+        if self.active is None or self.dl_kind <= DL_HEADER:
+            self.deadline = 0.0
+            self.dl_kind = DL_NONE
+        self._submit(ex)
 
     # --- parser callbacks ---------------------------------------------------
 
@@ -304,6 +372,8 @@ class ClientConnection(asyncio.Protocol):
         ex.version = b"1.1" if version == "1.1" else version.encode("ascii")
         ex.keep_alive = parser.should_keep_alive()
         ex.upgrade = parser.should_upgrade()
+        if not ex.keep_alive or ex.upgrade:
+            self.fast = False  # llhttp now reads what follows differently, or not at all
         state = self.state
         if version not in ("1.1", "1.0"):
             ex.error = 505 if version[0] >= "2" else 400
@@ -538,6 +608,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _refuse(self, status: int) -> None:
         """The parser stopped on a bad request: answer it in turn, then close."""
+        self.fast = False
         self._pause(PAUSE_BROKEN)
         ex = self.ex
         self.ex = None

@@ -6,11 +6,14 @@ instances that leave are closed when the snapshot is applied, before the
 daemon gets its ack. UpstreamConnection carries one exchange at a time,
 rebuilding the response head (hop-by-hop headers dropped, Server and Date
 replaced) and re-chunking bodies of unknown length for HTTP/1.1 clients.
+A whole Content-Length response in one read is parsed in one call by the C
+module ``_heads``; anything else goes to llhttp (see _heads.c).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, cast
 
 import httptools
@@ -21,11 +24,18 @@ from kanri.proxy.exchange import spellings
 from kanri.proxy.snapshot import Snapshot
 
 if TYPE_CHECKING:
+    from kanri.proxy._heads import ResponseHead
     from kanri.proxy.exchange import Exchange
     from kanri.proxy.http import ClientConnection
     from kanri.proxy.routing import RouteEntry
     from kanri.proxy.state import WorkerState
 
+try:
+    from kanri.proxy import _heads
+
+    parse_response: Callable[[bytes, bool], ResponseHead | None] | None = _heads.parse_response
+except ImportError:  # not compiled: llhttp parses every response
+    parse_response = None
 
 _CRLF: Final = b"\r\n"
 _COLON: Final = b": "
@@ -264,6 +274,7 @@ class UpstreamConnection(asyncio.Protocol):
         "closed",
         "deadline",
         "ex",
+        "fast",
         "got_bytes",
         "has_length",
         "message_done",
@@ -289,6 +300,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.pool = pool
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
+        self.fast = parse_response is not None  # whole responses may be parsed by _heads
         self.closed = False
         self.deadline = 0.0
         self.ex: Exchange | None = None
@@ -395,6 +407,12 @@ class UpstreamConnection(asyncio.Protocol):
         if ex is None or client is None:  # bytes on an idle connection: it is unusable
             self.close()
             return
+        if self.fast and not self.got_bytes:
+            assert parse_response is not None
+            head = parse_response(data, ex.method == b"HEAD")
+            if head is not None:
+                self._take(ex, client, head, data)
+                return
         self.got_bytes = True
         self.deadline = self.state.clock.now + self.state.read_timeout
         try:
@@ -479,6 +497,47 @@ class UpstreamConnection(asyncio.Protocol):
         if self.transport is not None and not self.closed:
             self.read_paused = False
             self.transport.resume_reading()
+
+    def _take(
+        self, ex: Exchange, client: ClientConnection, head: ResponseHead, data: bytes
+    ) -> None:
+        """A whole response from _heads: what the callbacks below do for it, at once."""
+        self.got_bytes = True
+        self.pool.fails = 0
+        state = self.state
+        status = head[0]
+        ex.status = status
+        ex.response_started = True
+        if status >= 500:
+            state.counters.responses_5xx += 1
+        self.has_length = True
+        if ex.upgrade or not ex.keep_alive or state.draining or client.closed:
+            ex.close = True
+        if ex.close:
+            framing = b"Connection: close\r\n"
+        elif ex.version != b"1.1":
+            framing = b"Connection: keep-alive\r\n"
+        else:
+            framing = b""
+        body = data[head[2] :]
+        client.write(
+            ex,
+            b"".join(
+                (
+                    status_line(status),
+                    head[1],
+                    state.server_line,
+                    state.clock.date_line,
+                    framing,
+                    _CRLF,
+                    body,
+                )
+            ),
+        )
+        self.message_done = True
+        self.reusable = head[3]
+        if not self.sending:
+            self._finish()
 
     # --- response parser callbacks ----------------------------------------------
 

@@ -17,7 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from kanri.native import GROUP_LIBRARY, HOT_MODULES, PROXY_DIR, compiled_file, proxy_compiled
+from kanri.native import (
+    GROUP_LIBRARY,
+    HEADS_MODULE,
+    HOT_MODULES,
+    PROXY_DIR,
+    compiled_file,
+    proxy_compiled,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 PURE = bool(os.environ.get("KANRI_PURE"))
@@ -39,6 +46,20 @@ def test_hot_module_is_compiled_and_fresh(name: str) -> None:
     # (mypyc names the file of a module first imported by another compiled one oddly)
     assert module.__spec__ is not None
     assert isinstance(module.__spec__.loader, ExtensionFileLoader)
+
+
+@pytest.mark.skipif(PURE, reason="KANRI_PURE=1: the proxy is meant to be plain Python")
+def test_head_parser_is_compiled_and_fresh() -> None:
+    built = compiled_file(HEADS_MODULE)
+    assert built is not None, "kanri/proxy/_heads.c is not compiled: run `make install`"
+    source = PROXY_DIR / f"{HEADS_MODULE}.c"
+    assert built.stat().st_mtime >= source.stat().st_mtime, (
+        "the compiled head parser is older than _heads.c: run `make install` to rebuild it"
+    )
+    from kanri.proxy import http, upstream
+
+    assert http.parse_request is not None
+    assert upstream.parse_response is not None
 
 
 @pytest.mark.skipif(PURE, reason="KANRI_PURE=1: the proxy is meant to be plain Python")
