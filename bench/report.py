@@ -179,8 +179,9 @@ rest is kernel time, mostly the socket reads and writes, which every proxy
 needs the same number of (a proxied request is two reads and two writes).
 `x nginx` is the ratio to nginx in the same scenario, with the same number of
 workers; lower is better for CPU and latency, higher for requests per second.
-kanri's proxy runs compiled (mypyc, see [proxy.md](proxy.md#speed)); the
-software table says so for each run.
+kanri's proxy runs compiled (mypyc, and a C parser for the common request
+and response heads; see [proxy.md](proxy.md#speed)); the software table says
+so for each run.
 """
 
 METHOD = """## How it is measured
@@ -230,39 +231,28 @@ METHOD = """## How it is measured
 - **Where kanri's time goes** (small GET, 1 worker; `perf record`, `perf stat`
   and `strace -c` of the worker): each proxied request is exactly two reads
   and two writes, as in nginx, and under this load the worker waits for
-  events about once per 9 requests, as nginx does (once per 8). About 70% of
+  events about once per 9 requests, as nginx does (once per 8). About 79% of
   the worker's CPU is kernel time, most of it inside the two `write`s
   (loopback delivery and waking the reader, which nginx pays too), and kernel
-  time per request is nginx's (10.7 against 10.9 µs on 2026-12-04). The gap
-  is user time, 4.4 µs against nginx's 2.4: of it, CPython's object
-  allocation and method calls take about 45%, llhttp's parsing and callbacks
-  18%, uvloop's read and write paths 16%, the proxy's compiled code 14%.
-  Taking the head of an app's answer whole from the received bytes, without
-  llhttp's per-header callback, measured no faster compiled (`bench hotpath`:
-  2.96 -> 3.3 µs) and was not kept.
-- **Why scenario 5 misses its target**: on 2 cores, the load generator, two
-  Node.js instances and the proxy share the CPUs, and the proxy is the busiest
-  single process (about 70% of a core) and the stage requests queue in.
-  Every microsecond it spends beyond nginx's 15 µs per request (kanri's
-  proxy: 17-18 µs) leaves the other core idle meanwhile: 13-17% idle CPU
-  with kanri against 7-10% with nginx, in runs of `bench/stacks.py`'s setup
-  side by side. kanri's Node.js instances cost about what PM2's cluster
-  workers do per request, and its p99 is as low or lower with 1 worker, but
-  requests per second stay 2-20% below nginx + PM2 cluster from run to run
-  (2 workers add a context switch every 3 requests for kanri and nginx alike,
-  and kanri's extra user time weighs more there). The same proxy worker that
-  costs what nginx's does in scenario 1 costs 1.3-1.4x nginx's with the
-  Node.js instances beside it, also in front of PM2's cluster port (one
-  upstream, as nginx has it): the system calls per request are the same
-  (two reads and two writes, from `/proc/PID/io`), and so are the context
-  switches per request and the split of its time in `perf` (kernel about 66%,
-  libpython 14%, llhttp 6-7%, compiled kanri 5-6%, uvloop 5%); all of it just
-  runs slower when Node.js shares the cores, which a C worker with a small
-  working set feels less. `SCHED_BATCH` or `nice -5` for the proxy worker,
-  or `SCHED_BATCH` for the apps, changed nothing beyond the noise. Closing
-  that needs the per-request path out of Python (llhttp, uvloop and CPython's
-  calls), not more trimming of the proxy's own code, which is already the
-  smallest part.
+  time per request is nginx's. The rest, by `perf` on 2026-12-04: CPython's
+  object allocation and calls 8.6% of the worker's time, the proxy's compiled
+  code 4.9%, uvloop 4.7%, libc 2%, and the C head parser (`_heads`, see
+  [proxy.md](proxy.md#speed)) 1.2%. Before that parser, llhttp and its
+  per-header callbacks took 6.3% and CPython 13.7%, and a small GET cost
+  1.27x nginx's CPU against 1.03x after it, in the same run.
+- **Scenario 5**: on 2 cores, the load generator, two Node.js instances and
+  the proxy share the CPUs, and the proxy is the busiest single process, the
+  stage requests queue in: every microsecond it spends beyond nginx's leaves
+  the other core idle meanwhile. Its figures move by 10-20% from round to
+  round for every contender (nginx + PM2 cluster gave 31,300 and 37,070
+  req/s in two rounds of one run), so a single run can miss or meet the
+  target by noise. Measured side by side on 2026-12-04, with both proxies in
+  front of PM2's cluster port (one upstream each, the same Node.js
+  processes), kanri's worker took 19.1-21.9 µs per request and nginx
+  18.2-21.1 µs; with its own two instances, 19.4-20.4 µs. kanri's Node.js
+  instances cost what PM2's cluster workers cost per request (the whole
+  stack minus the proxy), and nginx in front of two PM2 fork instances (the
+  same shape as kanri's setup) is the slowest of the three.
 - **Scenario 9**: 32 keep-alive clients (a Python asyncio load generator,
   `bench/load.py`) send GETs through the proxy; a quarter of the way in, the
   app is reloaded (or its only instance, or one of two, is killed with
