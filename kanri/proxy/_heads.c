@@ -319,6 +319,15 @@ parse_request(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     const Field *host = NULL, *xff = NULL;
     const Field *seen[H_IF_RANGE + 1] = {NULL};
     Py_ssize_t forwarded = 0;
+    /* The size http.py holds against max_header_size: the target, and each header's
+       name and value plus 4. Not the bytes on the wire, which may be fewer. */
+    Py_ssize_t counted = url_end - url;
+    for (int i = 0; i < count; i++) {
+        counted += fields[i].name_len + fields[i].value_len + 4;
+    }
+    if (max_head > 0 && counted > max_head) {
+        Py_RETURN_NONE;
+    }
     for (int i = 0; i < count; i++) {
         const Field *f = &fields[i];
         switch (f->kind) {

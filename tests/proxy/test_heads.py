@@ -201,6 +201,20 @@ def test_a_head_longer_than_the_limit_is_left_to_llhttp(
     assert fast.answered.startswith(b"HTTP/1.1 431 ")
 
 
+def test_the_header_limit_counts_as_the_llhttp_path_does(
+    loop: asyncio.AbstractEventLoop, site: Path
+) -> None:
+    # Headers without a space after the colon take fewer bytes on the wire than
+    # the size the limit is held against (name + value + 4 each).
+    lines = b"".join(b"X-%02d:%s\r\n" % (i, b"v" * 5) for i in range(80))
+    request = b"GET / HTTP/1.1\r\nHost: x\r\n" + lines + b"\r\n"
+    assert len(request) <= MAX_HEADER < 1 + 9 + 80 * 13
+    assert heads.parse_request(request, 0, MAX_HEADER) is None
+    slow, fast = both(loop, site, request, [ANSWER])
+    assert fast == slow
+    assert fast.answered.startswith(b"HTTP/1.1 431 ")
+
+
 def test_after_a_close_request_llhttp_reads_the_rest(
     loop: asyncio.AbstractEventLoop, site: Path
 ) -> None:
@@ -258,6 +272,8 @@ def requests(draw: st.DrawFn) -> bytes:
         name = draw(st.sampled_from(_NAMES))
         sep = draw(st.sampled_from([b": "] * 12 + [b":", b":\t", b" : ", b":  "]))
         lines.append(name + sep + draw(_VALUE))
+    if draw(st.integers(0, 9)) == 0:  # near max_header_size, on either side of it
+        lines.append(b"X-Pad:" + b"p" * draw(st.integers(900, 1030)))
     if draw(st.integers(0, 19)) == 0:
         eol = draw(st.sampled_from([b"\n", b"\r", b"\r\r\n"]))
     head = method + b" " + target + b" " + version + eol + b"".join(line + eol for line in lines)
