@@ -156,6 +156,14 @@ class Exchange:
     def has_body(self) -> bool:
         return self.chunked or bool(self.content_length)
 
+    def connection_line(self) -> bytes:
+        """The Connection header of the answer: close, keep-alive for HTTP/1.0, or none."""
+        if self.close:
+            return b"Connection: close\r\n"
+        if self.version != b"1.1":
+            return b"Connection: keep-alive\r\n"
+        return b""
+
     def path_and_query(self) -> tuple[bytes, bytes]:
         url = self.url
         mark = url.find(b"?")

@@ -267,22 +267,14 @@ class ClientConnection(asyncio.Protocol):
         ex.host = head[3]
         ex.host_count = 1
         ex.fwd_headers.append(head[4])
-        if head[5] is not None:
-            ex.xff = head[5]
-        if head[6] is not None:
-            ex.referer = head[6]
-        if head[7] is not None:
-            ex.user_agent = head[7]
-        if head[8] is not None:
-            ex.accept_encoding = head[8]
-        if head[9] is not None:
-            ex.if_none_match = head[9]
-        if head[10] is not None:
-            ex.if_modified_since = head[10]
-        if head[11] is not None:
-            ex.range = head[11]
-        if head[12] is not None:
-            ex.if_range = head[12]
+        ex.xff = head[5]
+        ex.referer = head[6]
+        ex.user_agent = head[7]
+        ex.accept_encoding = head[8]
+        ex.if_none_match = head[9]
+        ex.if_modified_since = head[10]
+        ex.range = head[11]
+        ex.if_range = head[12]
         ex.request_done = True
         # on_message_begin would set the header deadline, on_headers_complete clear it.
         if self.active is None or self.dl_kind <= DL_HEADER:
@@ -516,12 +508,7 @@ class ClientConnection(asyncio.Protocol):
         state = self.state
         if not ex.keep_alive or state.draining or (ex.sink and ex.expect_continue):
             ex.close = True
-        if ex.close:
-            conn = b"Connection: close\r\n"
-        elif ex.version != b"1.1":
-            conn = b"Connection: keep-alive\r\n"
-        else:
-            conn = b""
+        conn = ex.connection_line()
         return b"".join((head, state.server_line, state.clock.date_line, conn, _CRLF, body))
 
     def send_error(self, ex: Exchange, status: int) -> None:

@@ -502,9 +502,10 @@ class UpstreamConnection(asyncio.Protocol):
         self, ex: Exchange, client: ClientConnection, head: ResponseHead, data: bytes
     ) -> None:
         """A whole response from _heads: what the callbacks below do for it, at once."""
-        self.got_bytes = True
-        self.pool.fails = 0
         state = self.state
+        self.got_bytes = True
+        self.deadline = state.clock.now + state.read_timeout  # a request body may still be going
+        self.pool.fails = 0
         status = head[0]
         ex.status = status
         ex.response_started = True
@@ -513,12 +514,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.has_length = True
         if ex.upgrade or not ex.keep_alive or state.draining or client.closed:
             ex.close = True
-        if ex.close:
-            framing = b"Connection: close\r\n"
-        elif ex.version != b"1.1":
-            framing = b"Connection: keep-alive\r\n"
-        else:
-            framing = b""
+        framing = ex.connection_line()
         body = data[head[2] :]
         client.write(
             ex,
@@ -589,10 +585,7 @@ class UpstreamConnection(asyncio.Protocol):
                     ex.close = True  # the end of the body is the end of the connection
             if ex.upgrade or not ex.keep_alive or state.draining or client.closed:
                 ex.close = True
-            if ex.close:
-                framing += b"Connection: close\r\n"
-            elif ex.version != b"1.1":
-                framing += b"Connection: keep-alive\r\n"
+            framing += ex.connection_line()
         out = self.out
         head = [status_line(status), *out, state.server_line, state.clock.date_line, framing, _CRLF]
         out.clear()
