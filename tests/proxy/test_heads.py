@@ -89,12 +89,13 @@ class Wired:
         self.client_transport = MemoryTransport()
         self.client.connection_made(self.client_transport)  # type: ignore[arg-type]
 
-    def run(self, request: bytes, answers: list[bytes]) -> Outcome:
-        self.client.data_received(request)
-        for answer in answers:
-            if self.up.ex is None:
-                break
-            self.up.data_received(answer)
+    def run(self, request: bytes | list[bytes], answers: list[bytes]) -> Outcome:
+        """Feed ``request`` (one read, or several), answering each forwarded request in turn."""
+        pending = list(answers)
+        for chunk in [request] if isinstance(request, bytes) else request:
+            self.client.data_received(chunk)
+            while pending and self.up.ex is not None:
+                self.up.data_received(pending.pop(0))
         return Outcome(
             b"".join(self.up_transport.written),
             _DATE.sub(b"\r\nDate: -\r\n", b"".join(self.client_transport.written)),
@@ -107,7 +108,7 @@ class Wired:
 
 
 def both(
-    loop: asyncio.AbstractEventLoop, site: Path, request: bytes, answers: list[bytes]
+    loop: asyncio.AbstractEventLoop, site: Path, request: bytes | list[bytes], answers: list[bytes]
 ) -> tuple[Outcome, Outcome]:
     return (
         Wired(loop, site, fast=False).run(request, answers),
@@ -167,6 +168,16 @@ def test_static_file_and_pipelined_requests_match(
     assert fast == slow
     assert fast.answered.count(b"HTTP/1.1 200 OK\r\n") == 4
     assert b"static\n" in fast.answered
+
+
+def test_a_head_split_across_reads_goes_to_llhttp_and_the_next_one_back(
+    loop: asyncio.AbstractEventLoop, site: Path
+) -> None:
+    reads = [SMALL[:20], SMALL[20:] + BROWSER[:30], BROWSER[30:] + SMALL, SMALL]
+    slow, fast = both(loop, site, reads, [ANSWER] * 4)
+    assert fast == slow
+    assert fast.answered.count(b"HTTP/1.1 200 OK\r\n") == 4
+    assert fast.sent.count(b"GET /api/items?page=2 HTTP/1.1\r\n") == 1
 
 
 @pytest.mark.parametrize(
