@@ -174,6 +174,7 @@ typedef struct {
     const char *value;
     Py_ssize_t value_len;
     int kind;
+    int forward; /* passed on to the other side */
 } Field;
 
 /* Read header lines from *pp up to and including the blank line. Returns the
@@ -226,6 +227,7 @@ read_fields(const char **pp, const char *end, Field *fields, const Known *table,
         f->value = value;
         f->value_len = p - value;
         f->kind = kind_of(table, n, f->name, f->name_len, otherwise);
+        f->forward = 0;
         p += 2;
     }
 }
@@ -248,6 +250,29 @@ put_line(char *out, const Field *f)
     *out++ = '\r';
     *out++ = '\n';
     return out;
+}
+
+/* The fields marked forward, each as "Name: value\r\n", in one bytes object. */
+static PyObject *
+forwarded_lines(const Field *fields, int count)
+{
+    Py_ssize_t size = 0;
+    for (int i = 0; i < count; i++) {
+        if (fields[i].forward) {
+            size += line_size(&fields[i]);
+        }
+    }
+    PyObject *block = PyBytes_FromStringAndSize(NULL, size);
+    if (block == NULL) {
+        return NULL;
+    }
+    char *out = PyBytes_AS_STRING(block);
+    for (int i = 0; i < count; i++) {
+        if (fields[i].forward) {
+            out = put_line(out, &fields[i]);
+        }
+    }
+    return block;
 }
 
 static PyObject *METHOD_GET;
@@ -318,7 +343,6 @@ parse_request(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     }
     const Field *host = NULL, *xff = NULL;
     const Field *seen[H_IF_RANGE + 1] = {NULL};
-    Py_ssize_t forwarded = 0;
     /* The size http.py holds against max_header_size: the target, and each header's
        name and value plus 4. Not the bytes on the wire, which may be fewer. */
     Py_ssize_t counted = url_end - url;
@@ -329,7 +353,7 @@ parse_request(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         Py_RETURN_NONE;
     }
     for (int i = 0; i < count; i++) {
-        const Field *f = &fields[i];
+        Field *f = &fields[i];
         switch (f->kind) {
         case H_HOST:
             if (host != NULL) {
@@ -366,22 +390,15 @@ parse_request(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             seen[f->kind] = f; /* the last one counts, as on the llhttp path */
             break;
         }
-        forwarded += line_size(f);
+        f->forward = 1;
     }
     if (host == NULL) {
         Py_RETURN_NONE;
     }
 
-    PyObject *block = PyBytes_FromStringAndSize(NULL, forwarded);
+    PyObject *block = forwarded_lines(fields, count);
     if (block == NULL) {
         return NULL;
-    }
-    char *out = PyBytes_AS_STRING(block);
-    for (int i = 0; i < count; i++) {
-        int kind = fields[i].kind;
-        if (kind != H_CONNECTION && kind != H_DROP && kind != H_XFF) {
-            out = put_line(out, &fields[i]);
-        }
     }
     PyObject *result = PyTuple_New(13);
     if (result == NULL) {
@@ -455,9 +472,8 @@ parse_response(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     }
     int keep_alive = 1;
     long long length = -1;
-    Py_ssize_t forwarded = 0;
     for (int i = 0; i < count; i++) {
-        const Field *f = &fields[i];
+        Field *f = &fields[i];
         switch (f->kind) {
         case R_DROP:
             /* llhttp reads Proxy-Connection as it reads Connection. */
@@ -489,7 +505,7 @@ parse_response(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         default:
             break;
         }
-        forwarded += line_size(&fields[i]);
+        f->forward = 1;
     }
     /* The whole message, and nothing after it: the next bytes belong to no one. */
     Py_ssize_t body_start = p - base;
@@ -498,15 +514,9 @@ parse_response(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         Py_RETURN_NONE;
     }
 
-    PyObject *block = PyBytes_FromStringAndSize(NULL, forwarded);
+    PyObject *block = forwarded_lines(fields, count);
     if (block == NULL) {
         return NULL;
-    }
-    char *out = PyBytes_AS_STRING(block);
-    for (int i = 0; i < count; i++) {
-        if (fields[i].kind != R_DROP) {
-            out = put_line(out, &fields[i]);
-        }
     }
     return Py_BuildValue("(iNnO)", status, block, body_start, keep_alive ? Py_True : Py_False);
 }
@@ -551,7 +561,7 @@ static PyMethodDef METHODS[] = {
 static struct PyModuleDef MODULE = {
     PyModuleDef_HEAD_INIT, "kanri.proxy._heads",
     "Request and response heads the proxy sees most, parsed in one call (see _heads.c).", -1,
-    METHODS,
+    METHODS, NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC
