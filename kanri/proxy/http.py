@@ -425,6 +425,10 @@ class ClientConnection(asyncio.Protocol):
     # --- answering ------------------------------------------------------------
 
     def _submit(self, ex: Exchange) -> None:
+        if self.closed:
+            # The answer before it closed the connection (while draining, say), and
+            # llhttp still reads the rest of that read: never start it, as nginx would not.
+            return
         if self.active is None:
             self.active = ex
             self._start(ex)
@@ -556,6 +560,8 @@ class ClientConnection(asyncio.Protocol):
 
     def _next(self) -> None:
         self.active = None
+        if self.closed:
+            return
         self._resume(PAUSE_UPSTREAM)
         if self.queue:
             ex = self.queue.pop(0)

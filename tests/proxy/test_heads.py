@@ -69,7 +69,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 class Wired:
     """A client connection whose requests go to one pooled upstream connection."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, site: Path, *, fast: bool) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, site: Path, *, fast: bool, draining: bool = False
+    ) -> None:
         config = ProxyConfig(max_header_size="1KiB")  # type: ignore[arg-type]
         self.state = WorkerState(ProxySettings.of(config), loop, lambda coro: coro.close(), None)
         upstream = Upstream("app:0#1", "app", "127.0.0.1", 9)
@@ -88,6 +90,7 @@ class Wired:
         self.client.fast = fast
         self.client_transport = MemoryTransport()
         self.client.connection_made(self.client_transport)  # type: ignore[arg-type]
+        self.state.draining = draining  # after the connection came in: draining refuses new ones
 
     def run(self, request: bytes | list[bytes], answers: list[bytes]) -> Outcome:
         """Feed ``request`` (one read, or several), answering each forwarded request in turn."""
@@ -108,11 +111,16 @@ class Wired:
 
 
 def both(
-    loop: asyncio.AbstractEventLoop, site: Path, request: bytes | list[bytes], answers: list[bytes]
+    loop: asyncio.AbstractEventLoop,
+    site: Path,
+    request: bytes | list[bytes],
+    answers: list[bytes],
+    *,
+    draining: bool = False,
 ) -> tuple[Outcome, Outcome]:
     return (
-        Wired(loop, site, fast=False).run(request, answers),
-        Wired(loop, site, fast=True).run(request, answers),
+        Wired(loop, site, fast=False, draining=draining).run(request, answers),
+        Wired(loop, site, fast=True, draining=draining).run(request, answers),
     )
 
 
@@ -168,6 +176,20 @@ def test_static_file_and_pipelined_requests_match(
     assert fast == slow
     assert fast.answered.count(b"HTTP/1.1 200 OK\r\n") == 4
     assert b"static\n" in fast.answered
+
+
+def test_requests_behind_an_answer_that_closes_are_dropped_on_both_paths(
+    loop: asyncio.AbstractEventLoop, site: Path
+) -> None:
+    # While draining, the answer to the static file closes the connection before
+    # the requests pipelined behind it in the same read are looked at.
+    static = b"GET /static/a.txt HTTP/1.1\r\nHost: x\r\n\r\n"
+    slow, fast = both(loop, site, static + SMALL + BROWSER, [ANSWER] * 2, draining=True)
+    assert fast == slow
+    assert fast.client_closed
+    assert fast.answered.count(b"HTTP/1.1 ") == 1
+    assert fast.sent == b""
+    assert fast.waiting == 0
 
 
 def test_a_head_split_across_reads_goes_to_llhttp_and_the_next_one_back(

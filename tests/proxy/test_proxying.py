@@ -134,6 +134,33 @@ def test_pipelined_requests_are_answered_in_order(proxy: RunningProxy, app: Test
     assert json.loads(fourth[2])["target"] == "/echo?n=4"
 
 
+def test_a_request_behind_an_answer_that_closes_is_never_sent(
+    proxy: RunningProxy, root: Path
+) -> None:
+    # A bad request is answered 400 and the connection closed; a POST sent behind it
+    # in the same packet must not reach the app: its answer would be lost, and the
+    # client, told the connection closes, would send it again.
+    server = TestUpstream("behind")
+    try:
+        proxy.publish(snapshot([route("/", root, app="b")], {"b": [server.upstream(app="b")]}))
+        with httpx.Client(base_url=proxy.url) as client:  # leaves a pooled upstream connection
+            assert seen(client.get("/echo"))["method"] == "GET"
+        bad = b"GET http://a/echo HTTP/1.1\r\nHost: a\r\n\r\n"  # absolute-form: 400
+        behind = b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi"
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+            sock.sendall(bad + behind)
+            answer = read_until_close(sock)
+        assert answer.startswith(b"HTTP/1.1 400 ")
+        assert answer.count(b"HTTP/1.1 ") == 1
+        # Anything forwarded for the POST was written before the close: a request
+        # sent afterwards on a new connection reaches the app after it.
+        with httpx.Client(base_url=proxy.url) as client:
+            assert seen(client.get("/echo"))["method"] == "GET"
+        assert [head["method"] for head in server.received_heads] == ["GET", "GET"]
+    finally:
+        server.close()
+
+
 def test_upstream_connections_are_reused(proxy: RunningProxy, root: Path) -> None:
     server = TestUpstream("reuse")
     try:
