@@ -166,6 +166,19 @@ def test_common_requests_take_the_fast_path_and_match(
     assert fast.upstream_pooled
 
 
+def test_llhttp_is_only_set_up_for_a_read_that_needs_it(
+    loop: asyncio.AbstractEventLoop, site: Path
+) -> None:
+    # An idle keep-alive connection whose requests all took the fast path does not
+    # hold an llhttp parser (about 0.5 KiB each); the first read that needs one makes it.
+    wired = Wired(loop, site, fast=True)
+    wired.run([SMALL, BROWSER], [ANSWER, ANSWER])
+    assert wired.client.parser is None
+    wired.run(b"GET / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n", [ANSWER])
+    assert wired.client.parser is not None
+    assert b"".join(wired.client_transport.written).count(b"HTTP/1.1 200 OK\r\n") == 3
+
+
 def test_static_file_and_pipelined_requests_match(
     loop: asyncio.AbstractEventLoop, site: Path
 ) -> None:
