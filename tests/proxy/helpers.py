@@ -62,6 +62,11 @@ def free_port() -> int:
         return port
 
 
+def pattern(size: int) -> bytes:
+    """``size`` bytes that change from byte to byte: a slip in offsets shows in them."""
+    return (bytes(range(251)) * (size // 251 + 1))[:size]
+
+
 class TestUpstream:
     """A tiny HTTP/1.1 app server. Paths:
 
@@ -72,7 +77,7 @@ class TestUpstream:
     /ws             answers 101 and echoes raw bytes
     /close          answers without a length and closes the connection
     /chunked        a chunked answer of three chunks
-    /big?n=N        N bytes of "x" with Content-Length
+    /big?n=N        the first N bytes of ``pattern()``, with Content-Length
     /status?c=N     answers status N
     /healthz        200, or 503 while ``unhealthy`` is set
     """
@@ -202,7 +207,7 @@ class TestUpstream:
         if path == "/healthz" and self.unhealthy:
             status = 503
         if path == "/big":
-            body = b"x" * int(params.get("n", "65536"))
+            body = pattern(int(params.get("n", "65536")))
         else:
             body = json.dumps(
                 {

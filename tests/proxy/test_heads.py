@@ -367,7 +367,10 @@ def test_any_request_matches(loop: asyncio.AbstractEventLoop, site: Path, reques
         (SMALL, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
         (SMALL, b"HTTP/1.1 503 \r\nServer: app\r\nContent-Length: 2\r\n\r\nno"),
         (SMALL.replace(b"GET", b"HEAD"), b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n"),
+        (SMALL, b"HTTP/1.1 200 OK\r\nContent-Length: 4097\r\n\r\n" + b"x" * 4096 + b"y"),
+        (SMALL, b"HTTP/1.1 200 OK\r\nContent-Length: 65536\r\n\r\n" + bytes(range(256)) * 256),
     ],
+    ids=["200", "close", "proxy-connection", "404", "503", "HEAD", "over the join limit", "64 KiB"],
 )
 def test_common_responses_take_the_fast_path_and_match(
     loop: asyncio.AbstractEventLoop, site: Path, request_: bytes, answer: bytes
@@ -376,6 +379,8 @@ def test_common_responses_take_the_fast_path_and_match(
     slow, fast = both(loop, site, request_, [answer])
     assert fast == slow
     assert fast.answered.startswith(answer[:12])
+    if not request_.startswith(b"HEAD"):
+        assert fast.answered.endswith(answer[answer.index(b"\r\n\r\n") + 4 :])
 
 
 @pytest.mark.parametrize(
