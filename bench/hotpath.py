@@ -18,7 +18,7 @@ import asyncio
 import cProfile
 import pstats
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from kanri.config.model import ProxyConfig
@@ -62,6 +62,9 @@ class MemoryTransport:
 
     def write(self, data: bytes) -> None:
         self.written.append(data)
+
+    def writelines(self, data: Iterable[bytes | memoryview]) -> None:
+        self.written.extend(bytes(part) for part in data)
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return ("127.0.0.1", 40000) if name == "peername" else default

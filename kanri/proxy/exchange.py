@@ -14,6 +14,10 @@ if TYPE_CHECKING:
     from kanri.proxy.http import ClientConnection
     from kanri.proxy.upstream import UpstreamConnection
 
+JOIN_LIMIT: Final = 4096
+"""Answers up to this size are joined into one buffer for one write; a bigger body goes
+beside its head in one writev, so the proxy never copies its bytes."""
+
 _IDEMPOTENT: Final = frozenset((b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"TRACE"))
 
 # Request headers that the proxy looks at or replaces; everything else is

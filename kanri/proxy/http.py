@@ -21,7 +21,7 @@ are a bit mask, so the reasons never undo each other).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from time import monotonic
 from typing import TYPE_CHECKING, Final, cast
 
@@ -549,6 +549,14 @@ class ClientConnection(asyncio.Protocol):
         transport = self.transport
         if transport is not None and not self.closed:
             transport.write(data)
+
+    def write_parts(self, ex: Exchange, parts: Sequence[bytes | memoryview]) -> None:
+        """Send response bytes of ``ex`` in parts, in order, in one writev: none is copied."""
+        for part in parts:
+            ex.bytes_out += len(part)
+        transport = self.transport
+        if transport is not None and not self.closed:
+            transport.writelines(parts)
 
     def response_done(self, ex: Exchange) -> None:
         """The whole response of ``ex`` was handed to the transport."""

@@ -20,7 +20,7 @@ import httptools
 
 from kanri.proxy.balance import Balancer, Pool, probe
 from kanri.proxy.errors import status_line
-from kanri.proxy.exchange import spellings
+from kanri.proxy.exchange import JOIN_LIMIT, spellings
 from kanri.proxy.snapshot import Snapshot
 
 if TYPE_CHECKING:
@@ -427,17 +427,26 @@ class UpstreamConnection(asyncio.Protocol):
             self._fail(ex, bad_response=True)
             return
         out = self.out
-        if out:  # _flush, inlined: this runs once per response
-            client.write(ex, out[0] if len(out) == 1 else b"".join(out))
-            out.clear()
+        if out:  # _flush, inlined for a head and body in one part: once per response
+            if len(out) == 1:
+                client.write(ex, out[0])
+                out.clear()
+            else:
+                self._flush(ex, client)
         if self.message_done and not self.sending:
             self._finish()
 
     def _flush(self, ex: Exchange, client: ClientConnection) -> None:
         out = self.out
-        if out:
-            client.write(ex, out[0] if len(out) == 1 else b"".join(out))
-            out.clear()
+        if not out:
+            return
+        if len(out) == 1:
+            client.write(ex, out[0])
+        elif sum(map(len, out)) <= JOIN_LIMIT:
+            client.write(ex, b"".join(out))
+        else:  # big bodies leave beside their head, never copied
+            client.write_parts(ex, out)
+        out.clear()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -515,21 +524,25 @@ class UpstreamConnection(asyncio.Protocol):
         if ex.upgrade or not ex.keep_alive or state.draining or client.closed:
             ex.close = True
         framing = ex.connection_line()
-        body = data[head[2] :]
-        client.write(
-            ex,
-            b"".join(
-                (
-                    status_line(status),
-                    head[1],
-                    state.server_line,
-                    state.clock.date_line,
-                    framing,
-                    _CRLF,
-                    body,
-                )
-            ),
-        )
+        start = head[2]
+        if len(data) - start <= JOIN_LIMIT:
+            client.write(
+                ex,
+                b"".join(
+                    (
+                        status_line(status),
+                        head[1],
+                        state.server_line,
+                        state.clock.date_line,
+                        framing,
+                        _CRLF,
+                        data[start:],
+                    )
+                ),
+            )
+        else:  # a big body leaves beside its head, straight from the read: never copied
+            rebuilt = (status_line(status), head[1], state.server_line, state.clock.date_line)
+            client.write_parts(ex, [b"".join((*rebuilt, framing, _CRLF)), memoryview(data)[start:]])
         self.message_done = True
         self.reusable = head[3]
         if not self.sending:
