@@ -253,6 +253,23 @@ METHOD = """## How it is measured
   instances cost what PM2's cluster workers cost per request (the whole
   stack minus the proxy), and nginx in front of two PM2 fork instances (the
   same shape as kanri's setup) is the slowest of the three.
+- **Two proxy workers on two cores** (measured on a 2-core Xeon on
+  2026-12-04): with 1 worker kanri met scenario 5 on each of three runs
+  (1.05-1.14x the requests per second of nginx + PM2 cluster, p99 0.75-0.78x);
+  with 2 workers it missed it on each: by a hair once (1.00x the requests per
+  second, p99 1.01x), by 5% and 9% of the requests per second in the other
+  two, and it answered 0.95-0.98x nginx's small GETs in scenario 1. Five busy
+  processes then share two CPUs, and every part of a kanri worker's time per
+  request grows with it: in `perf`, kernel 1.15x, CPython 1.3x, uvloop 1.4x,
+  even the C head parser, which does the same work either way, about 1.6x;
+  nginx's per-request CPU does not move between 1 and 2 workers. A kanri
+  worker was preempted 0.16 times per request against 0.07 for an nginx worker
+  (`/proc/PID/status`); with 1 worker it slept once per 77 requests, where
+  nginx slept once per 7. Tried and dropped, each for lack of a gain: pinning
+  each worker to one CPU (lower throughput), and deferring the writes of a
+  loop iteration to its end, so an iteration wakes no app or client before it
+  is done (the same requests per second and CPU, a higher p99). On such a
+  machine, `workers = 1` (the default) is the faster setting.
 - **Scenario 9**: 32 keep-alive clients (a Python asyncio load generator,
   `bench/load.py`) send GETs through the proxy; a quarter of the way in, the
   app is reloaded (or its only instance, or one of two, is killed with
