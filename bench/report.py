@@ -266,10 +266,11 @@ METHOD = """## How it is measured
   worker was preempted 0.16 times per request against 0.07 for an nginx worker
   (`/proc/PID/status`); with 1 worker it slept once per 77 requests, where
   nginx slept once per 7. Tried and dropped, each for lack of a gain: pinning
-  each worker to one CPU (lower throughput), and deferring the writes of a
-  loop iteration to its end, so an iteration wakes no app or client before it
-  is done (the same requests per second and CPU, a higher p99). On such a
-  machine, `workers = 1` (the default) is the faster setting.
+  each worker to one CPU (lower throughput), a higher priority for the workers
+  (`nice -5`: no more requests per second, a higher p99), and deferring the
+  writes of a loop iteration to its end, so an iteration wakes no app or
+  client before it is done (the same requests per second and CPU, a higher
+  p99). On such a machine, `workers = 1` (the default) is the faster setting.
 - **Scenario 9**: 32 keep-alive clients (a Python asyncio load generator,
   `bench/load.py`) send GETs through the proxy; a quarter of the way in, the
   app is reloaded (or its only instance, or one of two, is killed with
