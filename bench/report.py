@@ -261,16 +261,18 @@ METHOD = """## How it is measured
   two, and it answered 0.95-0.98x nginx's small GETs in scenario 1. Five busy
   processes then share two CPUs, and every part of a kanri worker's time per
   request grows with it: in `perf`, kernel 1.15x, CPython 1.3x, uvloop 1.4x,
-  even the C head parser, which does the same work either way, about 1.6x;
-  nginx's per-request CPU does not move between 1 and 2 workers. A kanri
-  worker was preempted 0.16 times per request against 0.07 for an nginx worker
-  (`/proc/PID/status`); with 1 worker it slept once per 77 requests, where
-  nginx slept once per 7. Tried and dropped, each for lack of a gain: pinning
-  each worker to one CPU (lower throughput), a higher priority for the workers
-  (`nice -5`: no more requests per second, a higher p99), and deferring the
-  writes of a loop iteration to its end, so an iteration wakes no app or
-  client before it is done (the same requests per second and CPU, a higher
-  p99). On such a machine, `workers = 1` (the default) is the faster setting.
+  even the C head parser, which does the same work either way, about 1.6x.
+  Over the three scenario 5 runs, kanri's CPU per request rose by 13-34% from
+  1 to 2 workers, and that of nginx + PM2 cluster changed by -2% to +12%. A
+  kanri worker was preempted 0.16 times per request against 0.07 for an nginx
+  worker (`/proc/PID/status`); with 1 worker it slept once per 77 requests,
+  where nginx slept once per 7. Tried and dropped, each for lack of a gain:
+  pinning each worker to one CPU (lower throughput), a higher priority for the
+  workers (`nice -5`: no more requests per second, a higher p99), and
+  deferring the writes of a loop iteration to its end, so an iteration wakes
+  no app or client before it is done (the same requests per second and CPU, a
+  higher p99). On such a machine, `workers = 1` (the default) is the faster
+  setting.
 - **Scenario 9**: 32 keep-alive clients (a Python asyncio load generator,
   `bench/load.py`) send GETs through the proxy; a quarter of the way in, the
   app is reloaded (or its only instance, or one of two, is killed with

@@ -427,7 +427,7 @@ class UpstreamConnection(asyncio.Protocol):
             self._fail(ex, bad_response=True)
             return
         out = self.out
-        if out:  # _flush, inlined for a head and body in one part: once per response
+        if out:  # _flush, with its one-part case inlined: this runs once per response
             if len(out) == 1:
                 client.write(ex, out[0])
                 out.clear()
