@@ -19,6 +19,9 @@ class Options:
     only: frozenset[str] | None  # contenders to run (lower-case names); None = all
     json: Path | None  # also write the tables as JSON here
     output: Path | None  # also write the tables as markdown here
+    keep_autogroup: bool = (
+        False  # leave the kernel's autogroup as it is (see procs.flat_scheduling)
+    )
 
     def wants(self, contender: str) -> bool:
         return self.only is None or contender.lower() in self.only
@@ -58,6 +61,12 @@ def parser(prog: str, description: str | None) -> argparse.ArgumentParser:
     p.add_argument(
         "--output", type=Path, default=None, help="also write the tables as markdown here"
     )
+    p.add_argument(
+        "--autogroup",
+        choices=("off", "keep"),
+        default="off",
+        help="the kernel's per-session CPU grouping: off for the run (default, needs root) or keep",
+    )
     return p
 
 
@@ -72,4 +81,5 @@ def from_args(args: argparse.Namespace) -> Options:
         only=frozenset(s.strip().lower() for s in args.only.split(",")) if args.only else None,
         json=args.json,
         output=args.output,
+        keep_autogroup=args.autogroup == "keep",
     )

@@ -230,6 +230,42 @@ def raise_fd_limit(wanted: int) -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+AUTOGROUP = Path("/proc/sys/kernel/sched_autogroup_enabled")
+
+
+@contextlib.contextmanager
+def flat_scheduling(keep: bool = False, switch: Path = AUTOGROUP) -> Iterator[str]:
+    """Turn the kernel's autogroup off for the run; yield what to report about it.
+
+    With autogroup on, the scheduler shares CPU between sessions first and
+    between processes second. Every contender starts in a session of its own,
+    but they split into sessions differently (nginx's workers share their
+    master's, wrk has the harness's), and on 2 cores that alone moved scenario 1
+    by up to 10%. Off, every process competes on its own. The old value comes
+    back when the run ends, on an error or on Ctrl-C too.
+    """
+    try:
+        before = switch.read_text().strip()
+    except OSError:
+        yield "not in this kernel"
+        return
+    if before == "0":
+        yield "off"
+        return
+    if keep:
+        yield "on (kept by --autogroup keep)"
+        return
+    try:
+        switch.write_text("0")
+    except OSError as exc:
+        yield f"on (could not turn it off: {exc.strerror}; run as root for even runs)"
+        return
+    try:
+        yield "off for the run (on before, restored after)"
+    finally:
+        switch.write_text(before)
+
+
 @contextlib.contextmanager
 def timed(label: str, verbose: bool = True) -> Iterator[None]:
     began = time.monotonic()

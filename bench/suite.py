@@ -16,7 +16,7 @@ from types import FrameType
 
 from bench import footprint, idle, options, peers, proxies, reload, restart, stacks
 from bench.options import Options
-from bench.procs import BenchError, raise_fd_limit
+from bench.procs import BenchError, flat_scheduling, raise_fd_limit
 from bench.report import (
     DOCS,
     Table,
@@ -233,9 +233,11 @@ def main(name: str, argv: list[str]) -> int:
             print(f"bench: {peer.name} is not available: {peer.why}", file=sys.stderr, flush=True)
     info = machine()
     vers = versions()
-    print(header(info, vers), flush=True)
     try:
-        tables = run(scenarios, opts)
+        with flat_scheduling(keep=opts.keep_autogroup) as autogroup:
+            info["autogroup"] = autogroup
+            print(header(info, vers), flush=True)
+            tables = run(scenarios, opts)
     except KeyboardInterrupt:
         print("bench: interrupted; everything it started is stopped", file=sys.stderr)
         return 130

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from bench.procs import flat_scheduling
 from bench.wrk import parse
 
 ROOT = Path(__file__).parent.parent
@@ -145,3 +146,24 @@ def test_hotpath_smoke() -> None:
     figures = re.findall(r"^\| [^|]+ \| ([\d.]+) \|$", result.stdout, re.M)
     assert len(figures) == 2, result.stdout
     assert all(float(f) > 0 for f in figures), result.stdout
+
+
+def test_autogroup_is_off_for_the_run_and_restored(tmp_path: Path) -> None:
+    switch = tmp_path / "sched_autogroup_enabled"
+    switch.write_text("1\n")
+    with flat_scheduling(switch=switch) as said:
+        assert switch.read_text() == "0"
+        assert said.startswith("off for the run")
+    assert switch.read_text() == "1"
+    with pytest.raises(RuntimeError), flat_scheduling(switch=switch):  # restored on errors too
+        assert switch.read_text() == "0"
+        raise RuntimeError("a scenario failed")
+    assert switch.read_text() == "1"
+    with flat_scheduling(keep=True, switch=switch) as said:
+        assert switch.read_text() == "1"
+        assert said.startswith("on")
+    switch.write_text("0")
+    with flat_scheduling(switch=switch) as said:
+        assert said == "off"
+    with flat_scheduling(switch=tmp_path / "absent") as said:
+        assert said == "not in this kernel"
