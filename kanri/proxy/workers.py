@@ -266,7 +266,10 @@ class ProxyWorkers:
                 pass_fds=[theirs.fileno(), *fds],
                 env=worker_env(os.environ),
                 stdin=asyncio.subprocess.DEVNULL,
-                start_new_session=True,
+                # Out of the terminal's group (Ctrl-C is the daemon's to handle), but in
+                # the daemon's session, as the apps are: where the kernel groups CPU
+                # by session (autogroup), the whole stack is one group, like a service.
+                process_group=0,
                 preexec_fn=_die_with_daemon(),
             )
         except BaseException:
