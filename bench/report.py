@@ -190,7 +190,18 @@ METHOD = """## How it is measured
   every contender; C is 64 (16 for the 1 MiB bodies). The upload uses a Lua
   script that POSTs a 1 MiB body. Each contender gets a 1 s warm-up run, then
   each measurement is repeated over the rounds with the contenders' order
-  rotated between rounds; the figures are medians over the rounds.
+  rotated between rounds; the figures are medians over the rounds. The two
+  measurements a requests-per-second target is judged on (scenario 1's small
+  GET, scenario 5) get twice the rounds, and the targets table gives the
+  ratio of each round too: kanri and its reference measured seconds apart.
+- **Scheduling**: the kernel's autogroup is off for the run (when the harness
+  runs as root; the machine table says whether it was), and back as it was
+  after. With it on, the scheduler shares CPU between sessions first, and the
+  contenders fall into sessions differently: nginx's workers share their
+  master's, the load generator runs in the harness's, and kanri's proxy
+  workers had a session each until 03ddb8c. On 2 cores that alone moved
+  scenario 1 by up to 10% (see the notes below). Off, every process competes
+  on its own. `--autogroup keep` leaves it alone.
 - **The same upstream** for every proxy: one nginx process with one worker that
   answers `GET /` with a 13-byte body, serves the 64 KiB file, and answers
   `POST /upload` after reading the body. kanri can only route to apps it runs,
@@ -246,33 +257,37 @@ METHOD = """## How it is measured
   the other core idle meanwhile. Its figures move by 10-20% from round to
   round for every contender (nginx + PM2 cluster gave 31,300 and 37,070
   req/s in two rounds of one run), so a single run can miss or meet the
-  target by noise. Measured side by side on 2026-12-04, with both proxies in
+  target by noise; hence its doubled rounds. Measured side by side on 2026-12-04, with both proxies in
   front of PM2's cluster port (one upstream each, the same Node.js
   processes), kanri's worker took 19.1-21.9 µs per request and nginx
   18.2-21.1 µs; with its own two instances, 19.4-20.4 µs. kanri's Node.js
   instances cost what PM2's cluster workers cost per request (the whole
   stack minus the proxy), and nginx in front of two PM2 fork instances (the
   same shape as kanri's setup) is the slowest of the three.
-- **Two proxy workers on two cores** (measured on a 2-core Xeon on
-  2026-12-04): with 1 worker kanri met scenario 5 on each of three runs
-  (1.05-1.14x the requests per second of nginx + PM2 cluster, p99 0.75-0.78x);
-  with 2 workers it missed it on each: by a hair once (1.00x the requests per
-  second, p99 1.01x), by 5% and 9% of the requests per second in the other
-  two, and it answered 0.95-0.98x nginx's small GETs in scenario 1. Five busy
-  processes then share two CPUs, and every part of a kanri worker's time per
-  request grows with it: in `perf`, kernel 1.15x, CPython 1.3x, uvloop 1.4x,
-  even the C head parser, which does the same work either way, about 1.6x.
-  Over the three scenario 5 runs, kanri's CPU per request rose by 13-34% from
-  1 to 2 workers, and that of nginx + PM2 cluster changed by -2% to +12%. A
-  kanri worker was preempted 0.16 times per request against 0.07 for an nginx
-  worker (`/proc/PID/status`); with 1 worker it slept once per 77 requests,
-  where nginx slept once per 7. Tried and dropped, each for lack of a gain:
-  pinning each worker to one CPU (lower throughput), a higher priority for the
-  workers (`nice -5`: no more requests per second, a higher p99), and
-  deferring the writes of a loop iteration to its end, so an iteration wakes
-  no app or client before it is done (the same requests per second and CPU, a
-  higher p99). On such a machine, `workers = 1` (the default) is the faster
-  setting.
+- **Two proxy workers on two cores**: four or five busy processes then share
+  two CPUs, and how the kernel groups them weighs as much as what each one
+  costs. Scenario 1 with 2 workers, 4 rounds of 3 s against nginx in one run,
+  on a 2-core Xeon on 2026-12-04: with autogroup on and each kanri worker in
+  a session of its own (before 03ddb8c), kanri answered 0.90x nginx's
+  requests per second, p99 4.7 ms against 1.5 ms, and its workers were
+  preempted 0.05 times per request against nginx's 0.4 (the scheduler let
+  them run on while the load generator and the upstream waited; the CPUs
+  were 9% idle); with the workers in the daemon's session, 0.955x and
+  1.7 ms; with autogroup off, 0.99x, and both proxies' p99 about 4.6 ms. Its
+  CPU per request was 1.05-1.09x nginx's in all three. Earlier runs, made
+  with autogroup on, found kanri's CPU per request 13-34% higher with 2
+  workers than with 1 and blamed the five processes alone; part of that was
+  the grouping. What remains is per-request cost: kanri's worker makes fewer
+  system calls than nginx's (two reads and two writes; nginx adds a
+  `getsockopt`) and sends the same 4 TCP segments per request (`nstat`), but
+  spends about 0.4 µs more user time (CPython, uvloop: each read callback
+  takes and drops the GIL twice) and about 0.8 µs more kernel time per small
+  GET with 1 worker (`perf`: level-triggered epoll polls each ready socket
+  once more, `read`/`write` go through the VFS where `recvfrom`/`writev` do
+  not). Tried and dropped, each for lack of a gain: pinning each worker to
+  one CPU, a higher priority for the workers (`nice -5`), deferring the
+  writes of a loop iteration to its end, and replacing `Py_BuildValue` and a
+  `bytes.find` call on the hot path (no change beyond noise).
 - **Scenario 9**: 32 keep-alive clients (a Python asyncio load generator,
   `bench/load.py`) send GETs through the proxy; a quarter of the way in, the
   app is reloaded (or its only instance, or one of two, is killed with

@@ -203,7 +203,7 @@ def run(opts: Options) -> Table:
                         )
                 for _, _, r in field:
                     run_wrk(f"http://127.0.0.1:{r.port}/", seconds=1, connections=CONNECTIONS)
-                for rnd in range(opts.rounds):
+                for rnd in range(opts.judged_rounds):
                     shift = rnd % max(1, len(field))
                     for name, w, r in field[shift:] + field[:shift]:
                         sample = measure(
@@ -225,6 +225,7 @@ def run(opts: Options) -> Table:
                 "contender": name,
                 "workers": workers_shown,
                 "rps": median(s.wrk.rps for s in runs),
+                "rps_rounds": [s.wrk.rps for s in runs],
                 "p50_ms": median(s.wrk.p50_ms for s in runs),
                 "p99_ms": median(s.wrk.p99_ms for s in runs),
                 "cpu_us": median(s.cpu_us_per_request for s in runs),

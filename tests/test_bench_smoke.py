@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 
 from bench.procs import flat_scheduling
+from bench.report import Table
+from bench.suite import targets
 from bench.wrk import parse
 
 ROOT = Path(__file__).parent.parent
@@ -167,3 +169,30 @@ def test_autogroup_is_off_for_the_run_and_restored(tmp_path: Path) -> None:
         assert said == "off"
     with flat_scheduling(switch=tmp_path / "absent") as said:
         assert said == "not in this kernel"
+
+
+def test_requests_targets_show_each_rounds_ratio() -> None:
+    def row(contender: str, rounds: list[float], p99: float) -> dict[str, object]:
+        return {
+            "contender": contender,
+            "workers": 2,
+            "case": "small GET",
+            "rps": sorted(rounds)[len(rounds) // 2],
+            "rps_rounds": rounds,
+            "p99_ms": p99,
+        }
+
+    small = Table(1, "", "", [], [row("kanri", [90.0, 99.0, 100.0], 1.0)])
+    small.rows.append(row("nginx", [100.0, 90.0, 100.0], 1.0))
+    small.rows[0]["rps_x"] = 99.0 / 100.0
+    node = Table(5, "", "", [], [row("kanri", [50.0, 60.0], 3.0)])
+    node.rows.append(row("nginx + PM2 cluster", [40.0, 60.0], 4.0))
+    judged = {t.what: t for t in targets([small, node])}
+
+    rps = judged["1: requests/s at least nginx's, 2 workers"]
+    assert rps.verdict == "missed"
+    assert rps.detail == "0.99x nginx; by round 0.90-1.10x"
+    five = judged["5: kanri ≥ nginx + PM2 cluster in req/s, with a lower p99, 2 workers"]
+    assert five.verdict == "met"
+    assert "by round 1.00-1.25x" in five.detail, five.detail
+    assert judged["1: CPU per request at most 1.5x nginx, 1 worker"].verdict == "not measured"
