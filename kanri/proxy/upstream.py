@@ -277,6 +277,7 @@ class UpstreamConnection(asyncio.Protocol):
         "fast",
         "got_bytes",
         "has_length",
+        "holding",
         "message_done",
         "no_body",
         "out",
@@ -317,6 +318,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.out.clear()
         self.got_bytes = False
         self.has_length = False
+        self.holding = False  # a response head kept back until its body begins
         self.chunked_in = False
         self.rechunk = False
         self.no_body = False
@@ -423,11 +425,12 @@ class UpstreamConnection(asyncio.Protocol):
             self._start_tunnel(ex, client, rest)
             return
         except httptools.HttpParserError:
-            self._flush(ex, client)
+            if not self.holding:
+                self._flush(ex, client)
             self._fail(ex, bad_response=True)
             return
         out = self.out
-        if out:  # _flush, with its one-part case inlined: this runs once per response
+        if out and not self.holding:  # _flush, one-part case inlined: once per response
             if len(out) == 1:
                 client.write(ex, out[0])
                 out.clear()
@@ -576,10 +579,16 @@ class UpstreamConnection(asyncio.Protocol):
         state = self.state
         client = ex.conn
         ex.status = status
-        ex.response_started = True
-        if status >= 500:
-            state.counters.responses_5xx += 1
         self.no_body = ex.method == b"HEAD" or status in (204, 304) or status < 200
+        # An app often writes its head and its body in two writes. Until the first
+        # body byte comes, the head stays here: if the app dies in between, nothing
+        # has reached the client, and the request can still be answered (replayed
+        # on another instance, or a clean 502/504 instead of a cut-off 200).
+        self.holding = self.has_length and not self.no_body
+        if not self.holding:
+            ex.response_started = True
+            if status >= 500:
+                state.counters.responses_5xx += 1
         if ex.method == b"HEAD":
             # llhttp cannot be told that a HEAD answer has no body: finish here and
             # give the connection a fresh parser if it is reused.
@@ -605,6 +614,8 @@ class UpstreamConnection(asyncio.Protocol):
         out.append(b"".join(head))
 
     def on_body(self, body: bytes) -> None:
+        if self.holding:
+            self._release_head()
         if self.rechunk:
             self.out += (b"%x\r\n" % len(body), body, _CRLF)
         else:
@@ -614,11 +625,22 @@ class UpstreamConnection(asyncio.Protocol):
         if self.skip_info:
             self.skip_info = False
             return
+        if self.holding:  # Content-Length: 0
+            self._release_head()
         if self.rechunk:
             self.out.append(_CHUNK_END)
         self.message_done = True
         # Asked here: llhttp resets its flags once the callback returns.
         self.reusable = self.parser.should_keep_alive()
+
+    def _release_head(self) -> None:
+        """The body has begun: the held head goes out with it; the response is started."""
+        self.holding = False
+        ex = self.ex
+        assert ex is not None
+        ex.response_started = True
+        if ex.status >= 500:
+            self.state.counters.responses_5xx += 1
 
     # --- endings -----------------------------------------------------------------
 
@@ -660,13 +682,17 @@ class UpstreamConnection(asyncio.Protocol):
         client = ex.conn
         balancer, target = self.balancer, self.target
         started = ex.response_started
+        held = self.holding  # only a head came, and it is still here
+        self.holding = False
         self._detach()
         self.close()
         if started:
             client.abort()  # a partial response cannot be turned into an error page
             return
         self.pool.fail(self.state)
-        replayable = not self.got_bytes and not bad_response and not ex.has_body and ex.idempotent
+        replayable = (
+            (held or not self.got_bytes) and not bad_response and not ex.has_body and ex.idempotent
+        )
         if replayable and balancer is not None and not ex.upgrade:
             ex.last_failure = 502
             ex.sent = True  # replayed once per instance, never after a wait
@@ -680,7 +706,8 @@ class UpstreamConnection(asyncio.Protocol):
             self.close()
             return
         client = ex.conn
-        started = ex.response_started
+        started = ex.response_started  # not while a head is held: a clean 504 then
+        self.holding = False
         self.pool.fail(self.state)
         self._detach()
         self.close()

@@ -80,6 +80,11 @@ class TestUpstream:
     /big?n=N        the first N bytes of ``pattern()``, with Content-Length
     /status?c=N     answers status N
     /healthz        200, or 503 while ``unhealthy`` is set
+    /late?s=N       the head at once, the body N seconds later (two writes, as apps do)
+    /stall?s=N      the head at once, then after N seconds (default 3) a close, no body
+
+    With ``cutting`` set, every answer stops after its head and the connection
+    closes: an app killed between the two writes of its head and its body.
     """
 
     __test__ = False
@@ -93,6 +98,9 @@ class TestUpstream:
         self._writers: set[asyncio.StreamWriter] = set()
         self.unhealthy = False  # /healthz answers 503 while set
         self.dropping = False  # while set, every request is read and left unanswered, as by a crash
+        self.cutting = (
+            False  # while set, every answer is its head alone, then the connection closes
+        )
         self._release = threading.Event()
         self._loop_thread = LoopThread()
         self._server = self._loop_thread.run(self._start())
@@ -194,6 +202,16 @@ class TestUpstream:
             return False
         if path == "/slow":
             await asyncio.sleep(float(params.get("s", "1")))
+        if path in ("/late", "/stall"):
+            body = b"late, but whole\n"
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body))
+            await writer.drain()
+            await asyncio.sleep(float(params.get("s", "0.2" if path == "/late" else "3")))
+            if path == "/stall":
+                return False
+            writer.write(body)
+            await writer.drain()
+            return True
         if path == "/close":
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil close")
             await writer.drain()
@@ -222,6 +240,9 @@ class TestUpstream:
             b"HTTP/1.1 %d X\r\nContent-Type: application/json\r\nServer: test-upstream\r\n"
             b"Content-Length: %d\r\n\r\n" % (status, len(body))
         )
+        if self.cutting:
+            await writer.drain()
+            return False
         if method != "HEAD":
             writer.write(body)
         await writer.drain()

@@ -380,6 +380,53 @@ def test_request_cut_by_a_crash_is_replayed_once_on_the_new_instance(
             server.close()
 
 
+def test_app_dying_between_head_and_body_loses_no_get(
+    proxy: RunningProxy, upstream: TestUpstream, upstream_b: TestUpstream, root: Path
+) -> None:
+    """An app killed between the write of its head and that of its body: the head was
+    held back, so the GET goes to the other instance and arrives whole."""
+    routes = [route("/", root, app="two")]
+    proxy.publish(
+        snapshot(routes, {"two": [upstream.upstream(app="two"), upstream_b.upstream(app="two")]})
+    )
+    upstream.cutting, upstream.requests = True, 0
+    try:
+        with httpx.Client(base_url=proxy.url) as client:
+            answers = [client.get(f"/echo?n={i}") for i in range(6)]
+            assert [r.status_code for r in answers] == [200] * 6
+            assert {seen(r)["upstream"] for r in answers} == {"b"}
+            assert upstream.requests >= 1  # the cut instance had its turn (then rested)
+            # With no other instance, a cut answer is a clean 502: never a cut-off 200.
+            proxy.publish(snapshot(routes, {"two": [upstream.upstream(app="two")]}, version=2))
+            lone = client.get("/echo")
+            assert lone.status_code == 502
+            post = client.post("/echo", content=b"data")  # not replayed: it has a body
+            assert post.status_code == 502
+    finally:
+        upstream.cutting = False
+
+
+def test_body_after_a_pause_arrives_whole(proxy: RunningProxy, app: TestUpstream) -> None:
+    with httpx.Client(base_url=proxy.url) as client:
+        began = time.monotonic()
+        response = client.get("/late?s=0.3")
+        assert time.monotonic() - began >= 0.3
+        assert response.status_code == 200
+        assert response.content == b"late, but whole\n"
+        assert response.headers["content-length"] == "16"
+
+
+def test_head_without_its_body_until_read_timeout_is_504(
+    proxy: RunningProxy, app: TestUpstream
+) -> None:
+    with httpx.Client(base_url=proxy.url, timeout=10) as client:
+        began = time.monotonic()
+        response = client.get("/stall?s=3")
+        assert response.status_code == 504  # read_timeout is 1 s in this module
+        assert time.monotonic() - began < 2.5
+        assert client.get("/echo").status_code == 200
+
+
 def test_no_ready_instance_is_503_with_retry_after(proxy: RunningProxy, root: Path) -> None:
     proxy.publish(snapshot([route("/", root, app="none")], {"none": []}))
     with httpx.Client(base_url=proxy.url) as client:
