@@ -34,6 +34,7 @@ class Pool:
 
     __slots__ = (
         "active",
+        "checking",
         "down_until",
         "failed_check",
         "fails",
@@ -54,6 +55,7 @@ class Pool:
         self.window_start = 0.0
         self.down_until = 0.0
         self.failed_check = False
+        self.checking = False  # a health check of this instance is under way
         self.removed = False
         self.next_check = 0.0
 
@@ -143,7 +145,7 @@ async def probe(upstream: Upstream, path: str, state: WorkerState) -> bool:
                 % (path.encode(), upstream.host.encode(), upstream.port)
             )
             line = await reader.readline()
-    except (OSError, TimeoutError):
+    except (OSError, TimeoutError, ValueError):  # ValueError: a first line over 64 KiB
         return False
     finally:
         if writer is not None:

@@ -249,7 +249,11 @@ class UpstreamSet:
         self._attempt(ex, balancer, target)
 
     async def check_health(self) -> None:
-        """Active health checks: GET the app's health path on every instance, forever."""
+        """Active health checks: GET the app's health path on every instance, forever.
+
+        Each instance is probed on its own: one that hangs (up to the probe's
+        time limit) delays no other instance's check.
+        """
         state = self.state
         while True:
             await asyncio.sleep(0.5)
@@ -259,9 +263,16 @@ class UpstreamSet:
                 if path is None:
                     continue
                 for pool in balancer.pools:
-                    if pool.next_check <= now:
+                    if pool.next_check <= now and not pool.checking:
                         pool.next_check = now + balancer.target.health_interval
-                        pool.failed_check = not await probe(pool.upstream, path, state)
+                        pool.checking = True
+                        state.spawn(self._check(pool, path))
+
+    async def _check(self, pool: Pool, path: str) -> None:
+        try:
+            pool.failed_check = not await probe(pool.upstream, path, self.state)
+        finally:
+            pool.checking = False
 
 
 class UpstreamConnection(asyncio.Protocol):

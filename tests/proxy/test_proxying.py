@@ -526,6 +526,40 @@ def test_active_health_checks_take_an_instance_out(
         upstream.unhealthy = False
 
 
+def test_a_hung_instance_delays_no_other_instance_health_check(
+    proxy: RunningProxy, upstream_b: TestUpstream, root: Path
+) -> None:
+    """Three instances take connections and never answer: each of their checks waits
+    out the probe's time limit (2 s in this module), while b's go on every tick."""
+    hung = [socket.socket() for _ in range(3)]
+    try:
+        for sock in hung:
+            sock.bind(("127.0.0.1", 0))
+            sock.listen(64)
+        stuck = [
+            Upstream(f"hc:hung{i}", "hc", "127.0.0.1", sock.getsockname()[1])
+            for i, sock in enumerate(hung)
+        ]
+        proxy.publish(
+            snapshot(
+                [route("/", root, app="hc")],
+                {"hc": [*stuck, upstream_b.upstream(app="hc")]},
+                health="/healthz",
+                health_interval=0.2,
+            )
+        )
+
+        def checks_of_b() -> int:
+            return sum(1 for head in upstream_b.received_heads if head["target"] == "/healthz")
+
+        before = checks_of_b()
+        # One after another, b would wait 6 s behind the three: one check at most.
+        wait_for(lambda: checks_of_b() >= before + 4, timeout=4.5, what="four checks of b")
+    finally:
+        for sock in hung:
+            sock.close()
+
+
 def test_sse_first_event_arrives_before_the_upstream_finishes(
     proxy: RunningProxy, root: Path
 ) -> None:
