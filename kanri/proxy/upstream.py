@@ -694,7 +694,9 @@ class UpstreamConnection(asyncio.Protocol):
         balancer, target = self.balancer, self.target
         started = ex.response_started
         held = self.holding  # only a head came, and it is still here
-        self.holding = False
+        if held:
+            self.holding = False
+            ex.status = 0  # that head was never sent: the access log must not say it was
         self._detach()
         self.close()
         if started:
