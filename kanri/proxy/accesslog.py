@@ -21,7 +21,7 @@ FLUSH_INTERVAL = 0.5
 MAX_PENDING = 100_000
 """Records kept when the disk cannot keep up; older ones are dropped past this."""
 
-# (client ip, start time, method, target, version, status, bytes sent,
+# (client ip, start time (wall clock), method, target, version, status, bytes sent,
 #  referer, user agent, seconds taken, upstream key or "")
 Record = tuple[str, float, bytes, bytes, bytes, int, int, bytes | None, bytes | None, float, str]
 

@@ -596,7 +596,7 @@ class ClientConnection(asyncio.Protocol):
             log.records.append(
                 (
                     self.peer,
-                    ex.start,
+                    ex.start + state.clock.wall_offset,
                     ex.method,
                     ex.url,
                     ex.version,

@@ -33,20 +33,27 @@ class Expiring(Protocol):
 
 
 class Clock:
-    """Loop time and the Date header, refreshed by the sweeper."""
+    """Loop time and the Date header, refreshed by the sweeper.
 
-    __slots__ = ("_loop", "_second", "date_line", "now")
+    Requests are timed in loop time (monotonic); ``wall_offset`` turns one of
+    those times into wall-clock time, for the access log.
+    """
+
+    __slots__ = ("_loop", "_second", "date_line", "now", "wall_offset")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._second = -1
         self.now = loop.time()
+        self.wall_offset = 0.0
         self.date_line = b""
         self.tick()
 
     def tick(self) -> None:
         self.now = self._loop.time()
-        second = int(time.time())
+        wall = time.time()
+        self.wall_offset = wall - self.now
+        second = int(wall)
         if second != self._second:
             self._second = second
             self.date_line = b"Date: %s\r\n" % formatdate(second, usegmt=True).encode("ascii")

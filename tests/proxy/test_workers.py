@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -84,6 +85,8 @@ def test_stats_and_access_log(pair: RunningProxy, tmp_path: Path) -> None:
     wait_for(lambda: log.exists() and log.read_text().count("stats-test") >= 5, what="access log")
     line = log.read_text().splitlines()[0]
     assert '"GET /echo HTTP/1.1" 200 ' in line and line.startswith("127.0.0.1 - - [")
+    stamp = datetime.strptime(line.split("[", 1)[1].split("]", 1)[0], "%d/%b/%Y:%H:%M:%S %z")
+    assert abs(stamp.timestamp() - time.time()) < 120, line  # wall-clock time, not uptime
 
 
 def test_workers_do_not_load_pydantic(pair: RunningProxy) -> None:
