@@ -19,9 +19,8 @@ class Options:
     only: frozenset[str] | None  # contenders to run (lower-case names); None = all
     json: Path | None  # also write the tables as JSON here
     output: Path | None  # also write the tables as markdown here
-    keep_autogroup: bool = (
-        False  # leave the kernel's autogroup as it is (see procs.flat_scheduling)
-    )
+    # Leave the kernel's autogroup as it is (see procs.flat_scheduling).
+    keep_autogroup: bool = False
 
     def wants(self, contender: str) -> bool:
         return self.only is None or contender.lower() in self.only

@@ -258,7 +258,7 @@ def flat_scheduling(keep: bool = False, switch: Path = AUTOGROUP) -> Iterator[st
     try:
         switch.write_text("0")
     except OSError as exc:
-        yield f"on (could not turn it off: {exc.strerror}; run as root for even runs)"
+        yield f"on (could not turn it off: {exc.strerror}; as root, the harness can)"
         return
     try:
         yield "off for the run (on before, restored after)"
