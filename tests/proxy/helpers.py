@@ -98,9 +98,8 @@ class TestUpstream:
         self._writers: set[asyncio.StreamWriter] = set()
         self.unhealthy = False  # /healthz answers 503 while set
         self.dropping = False  # while set, every request is read and left unanswered, as by a crash
-        self.cutting = (
-            False  # while set, every answer is its head alone, then the connection closes
-        )
+        # While set, every answer is its head alone, then the connection closes.
+        self.cutting = False
         self._release = threading.Event()
         self._loop_thread = LoopThread()
         self._server = self._loop_thread.run(self._start())
