@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -87,6 +88,28 @@ def test_stats_and_access_log(pair: RunningProxy, tmp_path: Path) -> None:
     assert '"GET /echo HTTP/1.1" 200 ' in line and line.startswith("127.0.0.1 - - [")
     stamp = datetime.strptime(line.split("[", 1)[1].split("]", 1)[0], "%d/%b/%Y:%H:%M:%S %z")
     assert abs(stamp.timestamp() - time.time()) < 120, line  # wall-clock time, not uptime
+
+
+def test_a_held_head_lost_with_its_instance_is_not_logged_as_sent(
+    pair: RunningProxy, upstream: TestUpstream, tmp_path: Path
+) -> None:
+    """The only instance dies after its head: the GET waits for another instance, and
+    a client that leaves meanwhile is logged 499, not with the 200 it never got."""
+    key = upstream.upstream().key
+    upstream.cutting, upstream.requests = True, 0
+    try:
+        with socket.create_connection(("127.0.0.1", pair.port)) as client:
+            client.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\nUser-Agent: held-then-lost\r\n\r\n")
+            wait_for(lambda: upstream.requests >= 1, what="the request at the instance")
+            wait_for(lambda: pair.inflight(key) == 0, what="the proxy to see the cut")
+            # Closing with linger 0: the client leaves with a reset.
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    finally:
+        upstream.cutting = False
+    log = tmp_path / "logs" / "access.log"
+    wait_for(lambda: log.exists() and "held-then-lost" in log.read_text(), what="access log")
+    line = next(x for x in log.read_text().splitlines() if "held-then-lost" in x)
+    assert '"GET /echo HTTP/1.1" 499 0 ' in line, line
 
 
 def test_workers_do_not_load_pydantic(pair: RunningProxy) -> None:
